@@ -1,0 +1,140 @@
+//! Backends at run time: the server list, the balancer, the wait queue for
+//! calls that find every usable server at `maxconn`, and upstream pools.
+
+pub mod balance;
+pub mod h1pool;
+pub mod pool;
+pub mod server;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use crate::config::{self, Mode, Timeouts};
+use crate::error::{ErrorKind, ProxyError};
+use balance::{Balancer, RoundRobin};
+pub use server::{Server, UpstreamProto};
+
+pub struct Backend {
+    pub name: String,
+    pub mode: Mode,
+    pub servers: Vec<Arc<Server>>,
+    pub timeouts: Timeouts,
+    balancer: Box<dyn Balancer>,
+    /// Woken when a call slot frees up while calls are queued.
+    slot_freed: Notify,
+    queued: AtomicUsize,
+}
+
+/// One call's claim on a server: counts against the server's `maxconn`
+/// until dropped, and wakes a queued call when it goes.
+pub struct Slot {
+    pub server: Arc<Server>,
+    backend: Arc<Backend>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.server.drop_one();
+        if self.backend.queued.load(Ordering::Acquire) > 0 {
+            self.backend.slot_freed.notify_one();
+        }
+    }
+}
+
+impl Backend {
+    pub fn from_config(b: &config::Backend) -> Self {
+        let servers: Vec<Arc<Server>> = b
+            .servers
+            .iter()
+            .map(|s| Arc::new(Server::from_config(s)))
+            .collect();
+        let weights: Vec<u32> = servers.iter().map(|s| s.weight).collect();
+        let balancer: Box<dyn Balancer> = match b.balance {
+            config::Balance::RoundRobin => Box::new(RoundRobin::new(&weights)),
+        };
+        Backend {
+            name: b.name.clone(),
+            mode: b.mode,
+            servers,
+            timeouts: b.timeouts.clone(),
+            balancer,
+            slot_freed: Notify::new(),
+            queued: AtomicUsize::new(0),
+        }
+    }
+
+    /// Calls waiting for a server slot right now.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    fn no_server(&self) -> ProxyError {
+        ProxyError::new(
+            ErrorKind::NoServer,
+            format!("no server available for backend {}", self.name),
+        )
+    }
+
+    /// Picks a usable server now, if there is one.
+    fn try_pick(self: &Arc<Self>) -> Option<Slot> {
+        let idx = self.balancer.pick(&self.servers, &mut |s| {
+            s.is_eligible() && s.try_take().is_some()
+        })?;
+        Some(Slot {
+            server: self.servers[idx].clone(),
+            backend: self.clone(),
+        })
+    }
+
+    /// Picks a server for one call (HTTP) or connection (TCP). When every
+    /// eligible server is at `maxconn` the call waits, up to `timeout queue`
+    /// (or `timeout connect` when that is unset, as HAProxy does).
+    pub async fn take(self: &Arc<Self>) -> Result<Slot, ProxyError> {
+        if let Some(slot) = self.try_pick() {
+            return Ok(slot);
+        }
+        if !self.servers.iter().any(|s| s.is_eligible()) {
+            return Err(self.no_server());
+        }
+        let wait = self.timeouts.queue.or(self.timeouts.connect);
+        let deadline = wait.map(|w| tokio::time::Instant::now() + w);
+        self.queued.fetch_add(1, Ordering::AcqRel);
+        let _unqueue = Unqueue(&self.queued);
+        loop {
+            let notified = self.slot_freed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(slot) = self.try_pick() {
+                return Ok(slot);
+            }
+            if !self.servers.iter().any(|s| s.is_eligible()) {
+                return Err(self.no_server());
+            }
+            match deadline {
+                Some(d) => {
+                    if tokio::time::timeout_at(d, notified).await.is_err() {
+                        return Err(ProxyError::new(
+                            ErrorKind::QueueTimeout,
+                            format!(
+                                "queue timeout after {}ms: every server of backend {} is at maxconn",
+                                wait.unwrap_or(Duration::ZERO).as_millis(),
+                                self.name
+                            ),
+                        ));
+                    }
+                }
+                None => notified.await,
+            }
+        }
+    }
+}
+
+struct Unqueue<'a>(&'a AtomicUsize);
+impl Drop for Unqueue<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}

@@ -1,0 +1,256 @@
+//! Pooled, multiplexed HTTP/2 connections to one server.
+//!
+//! A call takes a stream slot on a connection that still has room under the
+//! server's `SETTINGS_MAX_CONCURRENT_STREAMS`; when every connection is full a
+//! new one is opened instead of queueing behind a full one. Concurrent callers
+//! that all find the pool full share one connect attempt, so a burst does not
+//! open a connection per call and a dead server costs one connect, not one
+//! per waiting call.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::future::{BoxFuture, FutureExt, Shared};
+use tokio::net::TcpStream;
+
+use crate::error::{ErrorKind, ProxyError};
+
+/// Flow-control windows we advertise to servers (per stream / per connection).
+const STREAM_WINDOW: u32 = 1 << 20;
+const CONN_WINDOW: u32 = 8 << 20;
+
+/// The stream limit we assume until the server's SETTINGS arrive. It is an
+/// unlikely value on purpose: when `max_concurrent_send_streams()` moves off
+/// it, the server's SETTINGS have been applied (a server that sends none
+/// gets "unlimited", per RFC 9113).
+const UNSET_MAX_STREAMS: usize = 99_991;
+
+type ConnectResult = Result<Arc<H2Conn>, Arc<ProxyError>>;
+
+/// One upstream HTTP/2 connection.
+pub struct H2Conn {
+    send: h2::client::SendRequest<Bytes>,
+    inflight: AtomicUsize,
+    closed: Arc<AtomicBool>,
+}
+
+impl H2Conn {
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Marks the connection unusable for new calls (GOAWAY, send error).
+    pub fn retire(&self) {
+        self.closed.store(true, Ordering::Release);
+    }
+}
+
+/// A stream slot on one connection; frees the slot when dropped.
+pub struct StreamLease {
+    conn: Arc<H2Conn>,
+}
+
+impl StreamLease {
+    /// A handle to send one request on the leased connection.
+    pub fn sender(&self) -> h2::client::SendRequest<Bytes> {
+        self.conn.send.clone()
+    }
+
+    pub fn retire_conn(&self) {
+        self.conn.retire();
+    }
+}
+
+impl Drop for StreamLease {
+    fn drop(&mut self) {
+        self.conn.inflight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The HTTP/2 connections to one server.
+pub struct H2Pool {
+    addr: SocketAddr,
+    conns: Mutex<Vec<Arc<H2Conn>>>,
+    connecting: Mutex<Option<Shared<BoxFuture<'static, ConnectResult>>>>,
+    opened: AtomicU64,
+}
+
+impl H2Pool {
+    pub fn new(addr: SocketAddr) -> Self {
+        H2Pool {
+            addr,
+            conns: Mutex::new(Vec::new()),
+            connecting: Mutex::new(None),
+            opened: AtomicU64::new(0),
+        }
+    }
+
+    /// Connections opened since start (for tests and stats).
+    pub fn connections_opened(&self) -> u64 {
+        self.opened.load(Ordering::Relaxed)
+    }
+
+    /// Connections currently open.
+    pub fn connections_open(&self) -> usize {
+        lock(&self.conns).iter().filter(|c| !c.is_closed()).count()
+    }
+
+    /// A stream slot on a connection with room, opening one if needed.
+    pub async fn acquire(
+        &self,
+        connect_timeout: Option<Duration>,
+    ) -> Result<StreamLease, ProxyError> {
+        // Bounded: each round either finds room, opens a connection or fails.
+        for _ in 0..8 {
+            if let Some(lease) = self.try_acquire() {
+                return Ok(lease);
+            }
+            let fut = self.connect_shared(connect_timeout);
+            match fut.await {
+                Ok(conn) => {
+                    self.register(&conn);
+                    if let Some(lease) = take_slot(&conn) {
+                        return Ok(lease);
+                    }
+                    // Others took every slot of the new connection: go round.
+                }
+                Err(e) => return Err(ProxyError::new(e.kind, e.message.clone())),
+            }
+        }
+        Err(ProxyError::new(
+            ErrorKind::UpstreamProtocol,
+            format!("no stream slot available on server {}", self.addr),
+        ))
+    }
+
+    fn try_acquire(&self) -> Option<StreamLease> {
+        let mut conns = lock(&self.conns);
+        conns.retain(|c| !c.is_closed());
+        conns.iter().find_map(take_slot)
+    }
+
+    fn connect_shared(
+        &self,
+        timeout: Option<Duration>,
+    ) -> Shared<BoxFuture<'static, ConnectResult>> {
+        let mut slot = lock(&self.connecting);
+        if let Some(f) = slot.as_ref() {
+            if f.peek().is_none() {
+                return f.clone();
+            }
+        }
+        let addr = self.addr;
+        let fut = async move { connect(addr, timeout).await.map_err(Arc::new) }
+            .boxed()
+            .shared();
+        *slot = Some(fut.clone());
+        fut
+    }
+
+    /// Adds a freshly opened connection to the pool (idempotent).
+    fn register(&self, conn: &Arc<H2Conn>) {
+        let mut conns = lock(&self.conns);
+        if !conns.iter().any(|c| Arc::ptr_eq(c, conn)) {
+            conns.push(conn.clone());
+            self.opened.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn take_slot(conn: &Arc<H2Conn>) -> Option<StreamLease> {
+    if conn.is_closed() {
+        return None;
+    }
+    let max = conn.send.current_max_send_streams();
+    let mut cur = conn.inflight.load(Ordering::Acquire);
+    loop {
+        if cur >= max {
+            return None;
+        }
+        match conn
+            .inflight
+            .compare_exchange_weak(cur, cur + 1, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => return Some(StreamLease { conn: conn.clone() }),
+            Err(now) => cur = now,
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Opens a TCP connection and runs the HTTP/2 handshake, bounded by `timeout`.
+async fn connect(addr: SocketAddr, timeout: Option<Duration>) -> Result<Arc<H2Conn>, ProxyError> {
+    let attempt = async {
+        let tcp = TcpStream::connect(addr).await.map_err(|e| {
+            ProxyError::new(
+                ErrorKind::ConnectFailed,
+                format!("connection to {addr} failed: {e}"),
+            )
+        })?;
+        let _ = tcp.set_nodelay(true);
+        let (send, mut conn) = h2::client::Builder::new()
+            .initial_max_send_streams(UNSET_MAX_STREAMS)
+            .initial_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONN_WINDOW)
+            .max_frame_size(1 << 16)
+            .enable_push(false)
+            .handshake::<_, Bytes>(tcp)
+            .await
+            .map_err(|e| {
+                ProxyError::new(
+                    ErrorKind::UpstreamProtocol,
+                    format!("HTTP/2 handshake with {addr} failed: {e}"),
+                )
+            })?;
+        let closed = Arc::new(AtomicBool::new(false));
+        let closed2 = closed.clone();
+        let (settled_tx, settled_rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            // Drive the connection; say once when the server's SETTINGS are in.
+            let mut settled = Some(settled_tx);
+            let r = std::future::poll_fn(|cx| {
+                let r = std::pin::Pin::new(&mut conn).poll(cx);
+                if settled.is_some() && conn.max_concurrent_send_streams() != UNSET_MAX_STREAMS {
+                    if let Some(tx) = settled.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                r
+            })
+            .await;
+            if let Err(e) = r {
+                tracing::debug!(%addr, error = %e, "upstream connection ended");
+            }
+            closed2.store(true, Ordering::Release);
+        });
+        // Use the connection only once its stream limit is known, so a burst
+        // on a fresh connection never overshoots it (REFUSED_STREAM).
+        settled_rx.await.map_err(|_| {
+            ProxyError::new(
+                ErrorKind::UpstreamProtocol,
+                format!("server {addr} closed the connection before its HTTP/2 SETTINGS"),
+            )
+        })?;
+        Ok(Arc::new(H2Conn {
+            send,
+            inflight: AtomicUsize::new(0),
+            closed,
+        }))
+    };
+    match timeout {
+        Some(t) => tokio::time::timeout(t, attempt).await.unwrap_or_else(|_| {
+            Err(ProxyError::new(
+                ErrorKind::ConnectTimeout,
+                format!("connection to {addr} timed out after {}ms", t.as_millis()),
+            ))
+        }),
+        None => attempt.await,
+    }
+}

@@ -1,0 +1,110 @@
+//! A server at run time: its settings, its live state (atomics the health
+//! checks write and the balancer reads) and its upstream connection pool.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::backend::h1pool::H1Pool;
+use crate::backend::pool::H2Pool;
+use crate::config;
+
+/// The protocol weir speaks to a server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpstreamProto {
+    /// `proto h2`: HTTP/2 with prior knowledge, multiplexed.
+    H2,
+    /// No `proto`: HTTP/1.1, one call per connection at a time (HAProxy's default).
+    H1,
+}
+
+/// Live state, shared by the data path, health checks, metrics and stats.
+#[derive(Debug)]
+pub struct ServerState {
+    /// Administrative maintenance (`disabled`, later the admin API).
+    pub maint: AtomicBool,
+    /// Health: true while the server is considered up.
+    pub up: AtomicBool,
+    /// Calls (HTTP) or connections (TCP) in flight to this server.
+    pub inflight: AtomicU32,
+    /// Calls or connections sent to this server since start.
+    pub total: AtomicU64,
+}
+
+pub struct Server {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub proto: UpstreamProto,
+    pub weight: u32,
+    /// 0 = no limit.
+    pub maxconn: u32,
+    pub state: ServerState,
+    pub h2: H2Pool,
+    pub h1: H1Pool,
+}
+
+impl Server {
+    pub fn from_config(s: &config::Server) -> Self {
+        Server {
+            name: s.name.clone(),
+            addr: s.addr,
+            proto: match s.proto {
+                Some(config::Proto::H2) => UpstreamProto::H2,
+                _ => UpstreamProto::H1,
+            },
+            weight: s.weight,
+            maxconn: s.maxconn.unwrap_or(0),
+            state: ServerState {
+                maint: AtomicBool::new(s.disabled),
+                up: AtomicBool::new(true),
+                inflight: AtomicU32::new(0),
+                total: AtomicU64::new(0),
+            },
+            h2: H2Pool::new(s.addr),
+            h1: H1Pool::default(),
+        }
+    }
+
+    /// Up, not in maintenance and with a weight.
+    pub fn is_eligible(&self) -> bool {
+        self.weight > 0
+            && !self.state.maint.load(Ordering::Relaxed)
+            && self.state.up.load(Ordering::Relaxed)
+    }
+
+    /// Eligible and under its `maxconn`.
+    pub fn is_usable(&self) -> bool {
+        self.is_eligible() && !self.is_full()
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.maxconn != 0 && self.state.inflight.load(Ordering::Relaxed) >= self.maxconn
+    }
+
+    /// Claims one call slot, respecting `maxconn`. `None` when full.
+    pub fn try_take(self: &Arc<Self>) -> Option<u32> {
+        let st = &self.state;
+        let mut cur = st.inflight.load(Ordering::Acquire);
+        loop {
+            if self.maxconn != 0 && cur >= self.maxconn {
+                return None;
+            }
+            match st.inflight.compare_exchange_weak(
+                cur,
+                cur + 1,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    st.total.fetch_add(1, Ordering::Relaxed);
+                    return Some(cur + 1);
+                }
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    pub fn drop_one(&self) {
+        self.state.inflight.fetch_sub(1, Ordering::AcqRel);
+    }
+}

@@ -1,0 +1,320 @@
+//! Forwarding one call to one server: request head rewrite, the request body
+//! pumped with flow control, and the response wrapped for streaming back.
+
+use std::future::poll_fn;
+use std::sync::Arc;
+use std::task::Poll;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, Uri, Version};
+use http_body::Body;
+use hyper::body::Incoming;
+
+use crate::backend::{Slot, UpstreamProto};
+use crate::config::Timeouts;
+use crate::error::{ErrorKind, ProxyError};
+use crate::http::body::{ProxyBody, UpstreamH1, UpstreamH2};
+use crate::http::idle::{Activity, IdleTimer};
+
+/// Sends `req` to the server of `slot` and returns the response to stream back.
+pub async fn forward(
+    req: Request<Incoming>,
+    slot: Slot,
+    timeouts: &Timeouts,
+    grpc: bool,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    match slot.server.proto {
+        UpstreamProto::H2 => forward_h2(req, slot, timeouts, grpc).await,
+        UpstreamProto::H1 => forward_h1(req, slot, timeouts).await,
+    }
+}
+
+async fn forward_h2(
+    req: Request<Incoming>,
+    slot: Slot,
+    timeouts: &Timeouts,
+    grpc: bool,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let server = slot.server.clone();
+    // A connection that received GOAWAY refuses new streams before anything
+    // is sent: take another one (bounded).
+    let mut attempt = 0;
+    let (lease, mut sender) = loop {
+        let lease = server.h2.acquire(timeouts.connect).await?;
+        let sender = lease.sender();
+        match sender.ready().await {
+            Ok(s) => break (lease, s),
+            Err(e) if attempt < 2 => {
+                attempt += 1;
+                tracing::debug!(server = %server.name, error = %e, "upstream connection not ready, retiring it");
+                lease.retire_conn();
+            }
+            Err(e) => {
+                lease.retire_conn();
+                return Err(ProxyError::new(
+                    ErrorKind::UpstreamClosed,
+                    format!("upstream connection to {} unusable: {e}", server.addr),
+                ));
+            }
+        }
+    };
+
+    let client_version = req.version();
+    let (mut parts, body) = req.into_parts();
+    parts.uri = h2_uri(&parts.uri, &parts.headers, &server.addr.to_string());
+    parts.version = Version::HTTP_2;
+    strip_hop_by_hop(&mut parts.headers);
+    parts.headers.remove(header::HOST);
+    let end_of_stream = body.is_end_stream();
+    let (resp_fut, send_stream) = sender
+        .send_request(Request::from_parts(parts, ()), end_of_stream)
+        .map_err(|e| {
+            lease.retire_conn();
+            ProxyError::new(
+                ErrorKind::UpstreamClosed,
+                format!("could not send request to {}: {e}", server.addr),
+            )
+        })?;
+
+    let mut idle = timeouts.server.map(|t| IdleTimer::new(Activity::new(), t));
+    if !end_of_stream {
+        let activity = idle.as_ref().map(|t| t.activity.clone());
+        tokio::spawn(pump_request(body, send_stream, activity));
+    }
+
+    let resp = match &mut idle {
+        Some(t) => match t.run(resp_fut).await {
+            Some(r) => r,
+            None => {
+                return Err(ProxyError::new(
+                    ErrorKind::ServerTimeout,
+                    format!(
+                        "server {} did not answer within 'timeout server'",
+                        server.name
+                    ),
+                ))
+            }
+        },
+        None => resp_fut.await,
+    };
+    let resp = resp.map_err(|e| {
+        if e.is_go_away() || e.is_io() {
+            lease.retire_conn();
+        }
+        let kind = if e.is_reset() {
+            ErrorKind::UpstreamProtocol
+        } else {
+            ErrorKind::UpstreamClosed
+        };
+        ProxyError::new(kind, format!("server {} failed the call: {e}", server.name))
+    })?;
+    let (mut parts, recv) = resp.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    parts.version = client_version;
+    let body = UpstreamH2::new(recv, grpc, idle, lease, slot);
+    Ok(Response::from_parts(parts, ProxyBody::H2(Box::new(body))))
+}
+
+async fn forward_h1(
+    req: Request<Incoming>,
+    slot: Slot,
+    timeouts: &Timeouts,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let server = slot.server.clone();
+    let mut sender = server.h1.acquire(server.addr, timeouts.connect).await?;
+    let (mut parts, body) = req.into_parts();
+    if !parts.headers.contains_key(header::HOST) {
+        if let Some(a) = parts.uri.authority() {
+            if let Ok(v) = HeaderValue::from_str(a.as_str()) {
+                parts.headers.insert(header::HOST, v);
+            }
+        }
+    }
+    parts.uri = parts
+        .uri
+        .path_and_query()
+        .map(|pq| Uri::from(pq.clone()))
+        .unwrap_or_else(|| Uri::from_static("/"));
+    parts.version = Version::HTTP_11;
+    strip_hop_by_hop(&mut parts.headers);
+    let fut = sender.send_request(Request::from_parts(parts, body));
+    let resp = match timeouts.server {
+        Some(t) => tokio::time::timeout(t, fut).await.map_err(|_| {
+            ProxyError::new(
+                ErrorKind::ServerTimeout,
+                format!(
+                    "server {} did not answer within 'timeout server'",
+                    server.name
+                ),
+            )
+        })?,
+        None => fut.await,
+    }
+    .map_err(|e| {
+        ProxyError::new(
+            ErrorKind::UpstreamClosed,
+            format!("server {} failed the call: {e}", server.name),
+        )
+    })?;
+    let (mut parts, body) = resp.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    Ok(Response::from_parts(
+        parts,
+        ProxyBody::H1(Box::new(UpstreamH1::new(body, sender, slot))),
+    ))
+}
+
+/// Streams the client's request body to the server, one frame at a time,
+/// waiting for upstream window before pulling more from the client.
+async fn pump_request(
+    mut body: Incoming,
+    mut tx: h2::SendStream<Bytes>,
+    activity: Option<Arc<Activity>>,
+) {
+    loop {
+        // Wait for upstream window (or a reset) before reading more.
+        tx.reserve_capacity(1);
+        let ready = poll_fn(|cx| {
+            if let Poll::Ready(r) = tx.poll_reset(cx) {
+                return Poll::Ready(Err(r.ok()));
+            }
+            match tx.poll_capacity(cx) {
+                Poll::Ready(Some(Ok(n))) if n > 0 => Poll::Ready(Ok(())),
+                Poll::Ready(Some(Ok(_))) => Poll::Pending,
+                Poll::Ready(Some(Err(_))) | Poll::Ready(None) => Poll::Ready(Err(None)),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await;
+        if ready.is_err() {
+            return; // the server reset or closed the stream
+        }
+        let frame = poll_fn(|cx| {
+            if tx.poll_reset(cx).is_ready() {
+                return Poll::Ready(None);
+            }
+            std::pin::Pin::new(&mut body).poll_frame(cx).map(Some)
+        })
+        .await;
+        let Some(frame) = frame else { return };
+        if let Some(a) = &activity {
+            a.touch();
+        }
+        match frame {
+            None => {
+                let _ = tx.send_data(Bytes::new(), true);
+                return;
+            }
+            Some(Ok(f)) => match f.into_data() {
+                Ok(data) => {
+                    let eos = body.is_end_stream();
+                    if tx.send_data(data, eos).is_err() || eos {
+                        return;
+                    }
+                }
+                Err(f) => {
+                    if let Ok(t) = f.into_trailers() {
+                        let _ = tx.send_trailers(t);
+                    }
+                    return;
+                }
+            },
+            Some(Err(_)) => {
+                // The client went away mid-request: cancel the upstream stream.
+                tx.send_reset(h2::Reason::CANCEL);
+                return;
+            }
+        }
+    }
+}
+
+/// The absolute URI an HTTP/2 server needs (`:scheme`, `:authority`, `:path`).
+fn h2_uri(uri: &Uri, headers: &HeaderMap, fallback_authority: &str) -> Uri {
+    if uri.scheme().is_some() && uri.authority().is_some() {
+        return uri.clone();
+    }
+    let authority = uri
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .or_else(|| {
+            headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| fallback_authority.to_string());
+    let pq = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    Uri::builder()
+        .scheme("http")
+        .authority(authority.as_str())
+        .path_and_query(pq)
+        .build()
+        .unwrap_or_else(|_| uri.clone())
+}
+
+const HOP_BY_HOP: [HeaderName; 5] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Removes connection-specific headers (RFC 9110 §7.6.1), keeping
+/// `te: trailers`, which gRPC needs.
+pub fn strip_hop_by_hop(h: &mut HeaderMap) {
+    if let Some(conn) = h.get(header::CONNECTION).cloned() {
+        if let Ok(list) = conn.to_str() {
+            for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                if let Ok(n) = HeaderName::from_bytes(name.as_bytes()) {
+                    if n != header::TE {
+                        h.remove(n);
+                    }
+                }
+            }
+        }
+    }
+    for name in &HOP_BY_HOP {
+        h.remove(name);
+    }
+    if let Some(te) = h.get(header::TE) {
+        if !te.as_bytes().eq_ignore_ascii_case(b"trailers") {
+            h.remove(header::TE);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_go_te_trailers_stays() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", HeaderValue::from_static("keep-alive, x-foo"));
+        h.insert("keep-alive", HeaderValue::from_static("5"));
+        h.insert("x-foo", HeaderValue::from_static("1"));
+        h.insert("te", HeaderValue::from_static("trailers"));
+        h.insert("x-keep", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert!(h.get("connection").is_none());
+        assert!(h.get("keep-alive").is_none());
+        assert!(h.get("x-foo").is_none());
+        assert_eq!(h["te"], "trailers");
+        assert_eq!(h["x-keep"], "1");
+        h.insert("te", HeaderValue::from_static("gzip"));
+        strip_hop_by_hop(&mut h);
+        assert!(h.get("te").is_none());
+    }
+
+    #[test]
+    fn origin_form_gets_authority_from_host() {
+        let mut h = HeaderMap::new();
+        h.insert("host", HeaderValue::from_static("example.com:8080"));
+        let u = h2_uri(&Uri::from_static("/a/b?c=1"), &h, "10.0.0.1:80");
+        assert_eq!(u.to_string(), "http://example.com:8080/a/b?c=1");
+        let u = h2_uri(&Uri::from_static("/x"), &HeaderMap::new(), "127.0.0.1:9");
+        assert_eq!(u.to_string(), "http://127.0.0.1:9/x");
+    }
+}

@@ -1,0 +1,72 @@
+//! Replies the proxy makes itself. A gRPC client always gets a trailers-only
+//! response (HTTP 200, `content-type: application/grpc`, `grpc-status`,
+//! `grpc-message`); anyone else gets the HTTP status of the same table row
+//! with a one-line body.
+
+use http::{HeaderValue, Response, StatusCode};
+
+use crate::error::ProxyError;
+use crate::http::body::ProxyBody;
+use crate::http::grpc;
+
+pub fn error(is_grpc: bool, err: &ProxyError) -> Response<ProxyBody> {
+    let reply = err.kind.reply();
+    if is_grpc {
+        let mut resp = Response::new(ProxyBody::Empty);
+        let h = resp.headers_mut();
+        h.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc"),
+        );
+        h.extend(grpc::status_headers(reply.grpc, &err.message));
+        resp
+    } else {
+        let status = StatusCode::from_u16(reply.http_status).unwrap_or(StatusCode::BAD_GATEWAY);
+        let text = format!(
+            "{} {}: {}\n",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or(""),
+            err.message
+        );
+        let mut resp = Response::new(ProxyBody::full(text));
+        *resp.status_mut() = status;
+        resp.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        resp.headers_mut().insert(
+            http::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-cache"),
+        );
+        resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+
+    #[test]
+    fn grpc_errors_are_trailers_only() {
+        let e = ProxyError::new(ErrorKind::NoServer, "no server available for backend be");
+        let r = error(true, &e);
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["grpc-status"], "14");
+        assert_eq!(
+            r.headers()["grpc-message"],
+            "no server available for backend be"
+        );
+        assert_eq!(r.headers()["content-type"], "application/grpc");
+        assert!(http_body::Body::is_end_stream(r.body()));
+    }
+
+    #[test]
+    fn http_errors_get_status_and_body() {
+        let e = ProxyError::new(ErrorKind::ConnectTimeout, "timed out");
+        let r = error(false, &e);
+        assert_eq!(r.status(), 503);
+        let e = ProxyError::new(ErrorKind::ServerTimeout, "slow");
+        assert_eq!(error(false, &e).status(), 504);
+    }
+}

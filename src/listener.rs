@@ -1,0 +1,85 @@
+//! Listening sockets and accept loops. `maxconn` (global and per frontend)
+//! is enforced before `accept()`: when full, weir stops accepting and the
+//! kernel backlog holds new clients, as HAProxy does.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+
+use crate::config::{Mode, Proto};
+use crate::runtime::Frontend;
+
+/// Binds a listening socket with SO_REUSEADDR and a deep backlog.
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    sock.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        let _ = sock.set_only_v6(false);
+    }
+    sock.set_nonblocking(true)?;
+    sock.bind(&addr.into())?;
+    sock.listen(1024)?;
+    TcpListener::from_std(sock.into())
+}
+
+async fn permit(sem: &Option<Arc<Semaphore>>) -> Option<OwnedSemaphorePermit> {
+    match sem {
+        Some(s) => s.clone().acquire_owned().await.ok(),
+        None => None,
+    }
+}
+
+/// Accepts connections for one bind line until shutdown.
+pub async fn accept_loop(
+    listener: TcpListener,
+    fe: Arc<Frontend>,
+    proto: Option<Proto>,
+    global: Option<Arc<Semaphore>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let builder = Arc::new(crate::http::builder(&fe, proto));
+    loop {
+        let accepted = tokio::select! {
+            _ = crate::proxy::stopping(&mut shutdown) => return,
+            r = async {
+                let g = permit(&global).await;
+                let f = permit(&fe.conns).await;
+                (listener.accept().await, g, f)
+            } => r,
+        };
+        let (stream, peer, permits) = match accepted {
+            (Ok((s, peer)), g, f) => (s, peer, (g, f)),
+            (Err(e), _, _) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(frontend = %fe.name, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let fe = fe.clone();
+        let shutdown = shutdown.clone();
+        let builder = builder.clone();
+        tokio::spawn(async move {
+            let _permits = permits;
+            handle_conn(stream, peer, fe, builder, shutdown).await;
+        });
+    }
+}
+
+async fn handle_conn(
+    stream: TcpStream,
+    peer: SocketAddr,
+    fe: Arc<Frontend>,
+    builder: Arc<hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>>,
+    shutdown: watch::Receiver<bool>,
+) {
+    match fe.mode {
+        Mode::Http => crate::http::serve(stream, fe, builder, shutdown).await,
+        Mode::Tcp => crate::l4::serve(stream, peer, fe, shutdown).await,
+    }
+}

@@ -1,0 +1,135 @@
+//! The `weir` command: run a proxy from an HAProxy-style file (`weir -f`),
+//! check one (`weir -c -f`), or run the codename-creator demo.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "weir",
+    version,
+    about = "A gRPC-native load balancer and reverse proxy"
+)]
+struct Cli {
+    /// Configuration file (HAProxy syntax).
+    #[arg(short = 'f', value_name = "FILE")]
+    file: Option<PathBuf>,
+    /// Only check the configuration, print the verdict and exit (0 valid, 1 not).
+    #[arg(short = 'c')]
+    check: bool,
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Start weir in front of demo gRPC backends and show calls spreading across them.
+    Demo(weir::demo::DemoArgs),
+    /// Only the demo client, against any address serving CodenameCreator.
+    DemoClient(weir::demo::ClientArgs),
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+fn runtime(threads: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = threads {
+        b.worker_threads(n.max(1));
+    }
+    b.enable_all().build()
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Some(Cmd::Demo(args)) => {
+            init_logging();
+            return run_async(None, weir::demo::run_demo(args));
+        }
+        Some(Cmd::DemoClient(args)) => {
+            init_logging();
+            return run_async(None, weir::demo::run_client(args));
+        }
+        None => {}
+    }
+    let Some(path) = cli.file else {
+        eprintln!("weir: no configuration file given (use -f <file>, or 'weir demo')");
+        return ExitCode::from(2);
+    };
+    let loaded = match weir::config::load_file(&path) {
+        Ok(l) => l,
+        Err(e) => {
+            for w in &e.warnings {
+                eprintln!("[WARNING] {w}");
+            }
+            for err in &e.errors {
+                eprintln!("[ALERT] {err}");
+            }
+            eprintln!("[ALERT] Fatal errors found in configuration.");
+            return ExitCode::from(1);
+        }
+    };
+    for w in &loaded.warnings {
+        eprintln!("[WARNING] {w}");
+    }
+    if cli.check {
+        println!("Configuration file is valid");
+        return ExitCode::SUCCESS;
+    }
+    init_logging();
+    let config = loaded.config;
+    let threads = config.global.nbthread;
+    run_async(threads, async move {
+        let running = weir::proxy::start(config).await?;
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        running.shutdown(Duration::from_secs(10)).await;
+        Ok(())
+    })
+}
+
+fn run_async<F>(threads: Option<usize>, fut: F) -> ExitCode
+where
+    F: std::future::Future<Output = Result<(), Box<dyn std::error::Error + Send + Sync>>>,
+{
+    let rt = match runtime(threads) {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("weir: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(fut) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("[ALERT] {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

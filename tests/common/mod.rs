@@ -1,0 +1,89 @@
+//! Shared harness for integration tests: echo backends on 127.0.0.1:0, a
+//! proxy started from inline config text, and tonic clients.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tonic::transport::{Channel, Endpoint};
+use weir_echo::pb::echo_client::EchoClient;
+use weir_echo::{EchoHandle, EchoOptions};
+
+pub const ANY: &str = "127.0.0.1:0";
+
+pub fn any_addr() -> SocketAddr {
+    ANY.parse().expect("literal address")
+}
+
+/// `n` echo servers named `s1`..`sn`.
+pub async fn echo_servers(n: usize) -> Vec<EchoHandle> {
+    echo_servers_with(n, EchoOptions::default()).await
+}
+
+pub async fn echo_servers_with(n: usize, opts: EchoOptions) -> Vec<EchoHandle> {
+    let mut v = Vec::new();
+    for i in 1..=n {
+        v.push(
+            EchoHandle::spawn_with(any_addr(), &format!("s{i}"), opts.clone())
+                .await
+                .expect("echo server starts"),
+        );
+    }
+    v
+}
+
+/// `server sN <addr> proto h2 <extra>` lines for the given servers.
+pub fn server_lines(servers: &[SocketAddr], extra: &str) -> String {
+    servers
+        .iter()
+        .enumerate()
+        .map(|(i, a)| format!("    server s{} {a} proto h2 {extra}\n", i + 1))
+        .collect()
+}
+
+/// A minimal http-mode config: frontend `fe` on port 0, backend `be`.
+pub fn http_config(servers: &[SocketAddr], backend_extra: &str) -> String {
+    format!(
+        "defaults\n    mode http\n    timeout connect 2s\n    timeout client 30s\n    timeout server 30s\n\
+         frontend fe\n    bind 127.0.0.1:0\n    default_backend be\n\
+         backend be\n    balance roundrobin\n{backend_extra}{}",
+        server_lines(servers, "")
+    )
+}
+
+/// Parses `text` and starts a proxy.
+pub async fn start_proxy(text: &str) -> weir::proxy::Running {
+    let loaded = match weir::config::parse_str("test.cfg", text) {
+        Ok(l) => l,
+        Err(e) => panic!("config does not parse:\n{e}\n---\n{text}"),
+    };
+    weir::proxy::start(loaded.config)
+        .await
+        .expect("proxy starts")
+}
+
+pub fn fe_addr(p: &weir::proxy::Running) -> SocketAddr {
+    p.local_addr("fe").expect("frontend fe is bound")
+}
+
+pub async fn channel(addr: SocketAddr) -> Channel {
+    Endpoint::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .connect_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .expect("client connects")
+}
+
+pub async fn echo_client(addr: SocketAddr) -> EchoClient<Channel> {
+    EchoClient::new(channel(addr).await)
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(64 << 20)
+}
+
+/// Fails the test if `fut` takes longer than `secs` (a guard, not a benchmark).
+pub async fn within<F: std::future::Future>(secs: u64, fut: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(secs), fut)
+        .await
+        .expect("finished in time")
+}
