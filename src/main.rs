@@ -83,6 +83,13 @@ fn main() -> ExitCode {
     for w in &loaded.warnings {
         eprintln!("[WARNING] {w}");
     }
+    // What the parser accepts but this build cannot run yet is an error for
+    // `-c` as much as for a real start.
+    if let Err(e) = weir::runtime::Snapshot::build(&loaded.config) {
+        eprintln!("[ALERT] {e}");
+        eprintln!("[ALERT] Fatal errors found in configuration.");
+        return ExitCode::from(1);
+    }
     if cli.check {
         println!("Configuration file is valid");
         return ExitCode::SUCCESS;

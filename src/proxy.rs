@@ -27,6 +27,14 @@ pub async fn start(config: Config) -> Result<Running, Error> {
     let (shutdown, rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
     let mut addrs = Vec::new();
+    for f in &config.frontends {
+        if f.options.httplog || f.options.tcplog || !f.logs.is_empty() {
+            tracing::warn!(
+                frontend = %f.name,
+                "access logs ('option httplog', 'option tcplog', 'log') are not written yet: no request will be logged"
+            );
+        }
+    }
     for fe in &snapshot.frontends {
         for bind in &fe.binds {
             let listener = crate::listener::bind(bind.addr).map_err(|source| Error::Bind {

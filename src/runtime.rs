@@ -43,7 +43,7 @@ impl Snapshot {
             for ub in &f.use_backends {
                 if ub.cond.is_some() {
                     return Err(Error::Other(format!(
-                        "parsing [{}] : 'use_backend' : conditions (if/unless) are not supported yet",
+                        "parsing [{}] : 'use_backend' : conditions (if/unless) are not supported yet (ACLs come in a later release)",
                         ub.loc
                     )));
                 }

@@ -1586,3 +1586,18 @@ fn units_api() {
     assert_eq!(parse_size("1g"), Ok(1 << 30));
     assert!(parse_size("1x").is_err());
 }
+
+#[test]
+fn check_refuses_what_the_runtime_cannot_run_yet() {
+    let cfg = "frontend fe\n    mode http\n    bind :0\n    use_backend be if { path /x }\nbackend be\n    mode http\n";
+    let r = run_check(cfg);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(
+        r.stderr.contains(
+            "[ALERT] parsing [weir.cfg:4] : 'use_backend' : conditions (if/unless) are not supported yet"
+        ),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stdout.is_empty());
+}

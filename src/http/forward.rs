@@ -61,6 +61,10 @@ async fn forward_h2(
     };
 
     let client_version = req.version();
+    let client_wants_trailers = req
+        .headers()
+        .get(header::TE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
     let (mut parts, body) = req.into_parts();
     parts.uri = h2_uri(&parts.uri, &parts.headers, &server.addr.to_string());
     parts.version = Version::HTTP_2;
@@ -112,6 +116,13 @@ async fn forward_h2(
     let (mut parts, recv) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     parts.version = client_version;
+    if grpc && client_wants_trailers && client_version < Version::HTTP_2 {
+        // hyper sends HTTP/1.1 chunked trailers only when declared.
+        parts.headers.insert(
+            header::TRAILER,
+            HeaderValue::from_static("grpc-status, grpc-message, grpc-status-details-bin"),
+        );
+    }
     let body = UpstreamH2::new(recv, grpc, idle, lease, slot);
     Ok(Response::from_parts(parts, ProxyBody::H2(Box::new(body))))
 }

@@ -9,6 +9,7 @@ pub mod request;
 pub mod respond;
 
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +21,8 @@ use tokio::sync::watch;
 
 use crate::config::Proto;
 use crate::runtime::Frontend;
+use body::ProxyBody;
+use idle::{Activity, IdleTimer};
 
 /// HTTP/2 settings we advertise to clients.
 const H2_MAX_CONCURRENT_STREAMS: u32 = 100;
@@ -48,29 +51,106 @@ pub fn builder(fe: &Frontend, proto: Option<Proto>) -> auto::Builder<TokioExecut
     }
 }
 
-/// Serves one client connection until it ends or shutdown is asked for.
+/// Open calls and last activity of one client connection, for the idle timer.
+#[derive(Debug)]
+pub struct ConnCalls {
+    open: AtomicUsize,
+    activity: Arc<Activity>,
+}
+
+/// Counts one open call until the response body is done (or dropped).
+pub struct CallGuard(Arc<ConnCalls>);
+
+impl Drop for CallGuard {
+    fn drop(&mut self) {
+        self.0.activity.touch();
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The response body as the client connection sees it: the proxy body plus
+/// the guard that keeps the connection counted as busy.
+pub struct ClientBody {
+    inner: ProxyBody,
+    _call: CallGuard,
+}
+
+impl http_body::Body for ClientBody {
+    type Data = bytes::Bytes;
+    type Error = body::BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, body::BoxError>>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Serves one client connection until it ends, goes idle for
+/// `timeout http-keep-alive` (else `timeout client`) with no open call, or
+/// shutdown is asked for. Idle and shutdown both close gracefully (GOAWAY
+/// for HTTP/2, after the current response for HTTP/1.1).
 pub async fn serve(
     stream: TcpStream,
     fe: Arc<Frontend>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let calls = Arc::new(ConnCalls {
+        open: AtomicUsize::new(0),
+        activity: Activity::new(),
+    });
     let svc_fe = fe.clone();
+    let svc_calls = calls.clone();
     let service = service_fn(move |req| {
         let fe = svc_fe.clone();
-        async move { Ok::<_, Infallible>(request::handle(req, &fe).await) }
+        svc_calls.open.fetch_add(1, Ordering::AcqRel);
+        let guard = CallGuard(svc_calls.clone());
+        async move {
+            let resp = request::handle(req, &fe).await;
+            Ok::<_, Infallible>(resp.map(|inner| ClientBody {
+                inner,
+                _call: guard,
+            }))
+        }
     });
     let conn = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
+    let idle_after = fe.timeouts.http_keep_alive.or(fe.timeouts.client);
+    let mut idle = idle_after.map(|t| IdleTimer::new(calls.activity.clone(), t));
+    let idle_expired = std::future::poll_fn(|cx| loop {
+        let Some(timer) = idle.as_mut() else {
+            return std::task::Poll::Pending;
+        };
+        std::task::ready!(timer.poll_expired(cx));
+        if calls.open.load(Ordering::Acquire) == 0 {
+            return std::task::Poll::Ready(());
+        }
+        // Busy: a call is open, so the connection is not idle; look again
+        // one period later.
+        calls.activity.touch();
+    });
     tokio::select! {
         r = conn.as_mut() => {
             if let Err(e) = r {
                 tracing::debug!(frontend = %fe.name, error = %e, "client connection ended with an error");
             }
+            return;
         }
-        _ = crate::proxy::stopping(&mut shutdown) => {
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
+        _ = crate::proxy::stopping(&mut shutdown) => {}
+        _ = idle_expired => {
+            tracing::debug!(frontend = %fe.name, "closing idle client connection");
         }
     }
+    conn.as_mut().graceful_shutdown();
+    let _ = conn.await;
 }
