@@ -63,6 +63,8 @@ pub enum ErrorKind {
     QueueTimeout,
     /// The client's request could not be understood.
     BadRequest,
+    /// The client went away or reset the call before it was sent on.
+    ClientAborted,
     /// A bug in weir.
     Internal,
 }
@@ -91,6 +93,7 @@ impl ErrorKind {
             ServerTimeout => (504, G::DeadlineExceeded, "sH"),
             QueueTimeout => (503, G::ResourceExhausted, "sQ"),
             BadRequest => (400, G::Internal, "PR"),
+            ClientAborted => (499, G::Cancelled, "CH"),
             Internal => (500, G::Internal, "PI"),
         };
         Reply {

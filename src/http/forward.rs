@@ -6,9 +6,11 @@ use std::sync::Arc;
 use std::task::Poll;
 
 use bytes::Bytes;
+use futures_util::FutureExt;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, Uri, Version};
-use http_body::Body;
+use http_body::{Body, Frame};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use crate::backend::{Slot, UpstreamProto};
@@ -70,8 +72,26 @@ async fn forward_h2(
     parts.version = Version::HTTP_2;
     strip_hop_by_hop(&mut parts.headers);
     parts.headers.remove(header::HOST);
+    let mut body = body;
     let end_of_stream = body.is_end_stream();
-    let (resp_fut, send_stream) = sender
+    // Fast path: a unary call's whole body is usually already buffered, so
+    // it goes out right behind the headers without a pump task.
+    let first = if end_of_stream {
+        None
+    } else {
+        match body.frame().now_or_never() {
+            Some(Some(Ok(frame))) => Some(frame),
+            Some(Some(Err(e))) => {
+                return Err(ProxyError::new(
+                    ErrorKind::ClientAborted,
+                    format!("client aborted the request: {e}"),
+                ))
+            }
+            _ => None,
+        }
+    };
+    let body_done = first.is_some() && body.is_end_stream();
+    let (resp_fut, mut send_stream) = sender
         .send_request(Request::from_parts(parts, ()), end_of_stream)
         .map_err(|e| {
             lease.retire_conn();
@@ -82,9 +102,15 @@ async fn forward_h2(
         })?;
 
     let mut idle = timeouts.server.map(|t| IdleTimer::new(Activity::new(), t));
-    if !end_of_stream {
+    if body_done {
+        // One frame of at most the client's window; h2 holds it until the
+        // server's window opens.
+        if let Some(frame) = first {
+            send_frame(&mut send_stream, frame, true);
+        }
+    } else if !end_of_stream {
         let activity = idle.as_ref().map(|t| t.activity.clone());
-        tokio::spawn(pump_request(body, send_stream, activity));
+        tokio::spawn(pump_request(body, send_stream, first, activity));
     }
 
     let resp = match &mut idle {
@@ -181,8 +207,14 @@ async fn forward_h1(
 async fn pump_request(
     mut body: Incoming,
     mut tx: h2::SendStream<Bytes>,
+    first: Option<Frame<Bytes>>,
     activity: Option<Arc<Activity>>,
 ) {
+    if let Some(frame) = first {
+        if !send_frame(&mut tx, frame, false) {
+            return;
+        }
+    }
     loop {
         // Wait for upstream window (or a reset) before reading more.
         tx.reserve_capacity(1);
@@ -217,25 +249,30 @@ async fn pump_request(
                 let _ = tx.send_data(Bytes::new(), true);
                 return;
             }
-            Some(Ok(f)) => match f.into_data() {
-                Ok(data) => {
-                    let eos = body.is_end_stream();
-                    if tx.send_data(data, eos).is_err() || eos {
-                        return;
-                    }
-                }
-                Err(f) => {
-                    if let Ok(t) = f.into_trailers() {
-                        let _ = tx.send_trailers(t);
-                    }
+            Some(Ok(f)) => {
+                if !send_frame(&mut tx, f, body.is_end_stream()) {
                     return;
                 }
-            },
+            }
             Some(Err(_)) => {
                 // The client went away mid-request: cancel the upstream stream.
                 tx.send_reset(h2::Reason::CANCEL);
                 return;
             }
+        }
+    }
+}
+
+/// Sends one request-body frame upstream. Returns whether more may follow
+/// (false after trailers, end of stream, or a send error).
+fn send_frame(tx: &mut h2::SendStream<Bytes>, frame: Frame<Bytes>, eos: bool) -> bool {
+    match frame.into_data() {
+        Ok(data) => tx.send_data(data, eos).is_ok() && !eos,
+        Err(frame) => {
+            if let Ok(t) = frame.into_trailers() {
+                let _ = tx.send_trailers(t);
+            }
+            false
         }
     }
 }
