@@ -1601,3 +1601,33 @@ fn check_refuses_what_the_runtime_cannot_run_yet() {
     );
     assert!(r.stdout.is_empty());
 }
+
+#[test]
+fn every_shipped_example_is_valid() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("cfg") {
+            continue;
+        }
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+            .arg("-c")
+            .arg("-f")
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "Configuration file is valid\n"
+        );
+        n += 1;
+    }
+    assert!(n >= 2, "examples found: {n}");
+}

@@ -10,7 +10,6 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
@@ -220,7 +219,9 @@ pub async fn spawn_backend(
     name: &str,
 ) -> io::Result<(SocketAddr, BackendHandle)> {
     let service = CodenameCreatorServer::new(CodenameBackend::new(name)?);
-    let listener = TcpListener::bind(addr).await?;
+    // SO_REUSEADDR: the demo's fixed ports (50051..) sit in Linux's ephemeral
+    // range, where a TIME_WAIT connection can hold them for a minute.
+    let listener = crate::listener::bind(addr)?;
     let local = listener.local_addr()?;
     let incoming = TcpListenerStream::new(listener);
     let (tx, rx) = oneshot::channel::<()>();
