@@ -1,48 +1,215 @@
 //! `mode tcp`: each client connection is balanced on its own and its bytes
-//! are copied both ways unchanged; a half-close on one side is passed on.
+//! are copied both ways unchanged; a half-close on one side is passed on
+//! (the other side's write half is shut down and the rest still flows).
+//!
+//! Timeouts: `timeout connect` bounds the connect; afterwards the session is
+//! closed when no byte has moved either way for `timeout tunnel` if set,
+//! else the smaller of `timeout client` and `timeout server`.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime};
 
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
+use crate::error::{ErrorKind, ProxyError};
+use crate::http::idle::{Activity, IdleTimer};
+use crate::observe::tcplog::TcpLog;
 use crate::runtime::Frontend;
 
+const NO_ERROR: u8 = 0;
+const CLIENT_ERROR: u8 = 1;
+const SERVER_ERROR: u8 = 2;
+
+/// A socket that marks activity on every byte moved and remembers which
+/// side failed first.
+struct Watched<'a> {
+    io: &'a mut TcpStream,
+    activity: &'a Activity,
+    failed: &'a AtomicU8,
+    side: u8,
+}
+
+impl Watched<'_> {
+    fn note<T>(&self, r: &Poll<std::io::Result<T>>, moved: bool) {
+        match r {
+            Poll::Ready(Ok(_)) if moved => self.activity.touch(),
+            Poll::Ready(Err(_)) => {
+                let _ = self
+                    .failed
+                    .compare_exchange(NO_ERROR, self.side, Ordering::AcqRel, Ordering::Acquire);
+            }
+            _ => {}
+        }
+    }
+}
+
+impl AsyncRead for Watched<'_> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let r = Pin::new(&mut *this.io).poll_read(cx, buf);
+        this.note(&r, buf.filled().len() > before);
+        r
+    }
+}
+
+impl AsyncWrite for Watched<'_> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut *this.io).poll_write(cx, data);
+        this.note(&r, true);
+        r
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut *self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut *self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+fn ms(d: Duration) -> i64 {
+    d.as_millis() as i64
+}
+
+/// Serves one tcp-mode client connection and logs it (`option tcplog`).
 pub async fn serve(
     mut client: TcpStream,
     peer: SocketAddr,
     fe: Arc<Frontend>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let accepted = SystemTime::now();
+    let t0 = Instant::now();
     let Some(backend) = fe.backend.clone() else {
         return;
     };
-    let slot = match backend.take().await {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::debug!(frontend = %fe.name, %peer, error = %e, "no server for tcp connection");
-            return;
-        }
-    };
-    let addr = slot.server.addr;
-    let connect = TcpStream::connect(addr);
-    let server = match backend.timeouts.connect {
-        Some(t) => match tokio::time::timeout(t, connect).await {
-            Ok(r) => r,
-            Err(_) => return,
-        },
-        None => connect.await,
-    };
-    let Ok(mut server) = server else { return };
-    let _ = server.set_nodelay(true);
-    tokio::select! {
-        r = tokio::io::copy_bidirectional(&mut client, &mut server) => {
-            if let Err(e) = r {
-                tracing::debug!(frontend = %fe.name, %peer, error = %e, "tcp session ended with an error");
+    let mut server_name = "<NOSRV>".to_string();
+    let (mut tw, mut tc, mut bytes) = (-1i64, -1i64, 0u64);
+    let mut srvconn = 0;
+
+    let term: &str = 'session: {
+        let slot = match backend.take().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(frontend = %fe.name, %peer, error = %e, "no server for tcp connection");
+                break 'session e.kind.reply().termination;
             }
+        };
+        tw = ms(t0.elapsed());
+        server_name = slot.server.name.clone();
+        let addr = slot.server.addr;
+        let t_connect = Instant::now();
+        let connected = match backend.timeouts.connect {
+            Some(t) => tokio::time::timeout(t, TcpStream::connect(addr))
+                .await
+                .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into())),
+            None => TcpStream::connect(addr).await,
+        };
+        let mut server = match connected {
+            Ok(s) => s,
+            Err(e) => {
+                let kind = if e.kind() == std::io::ErrorKind::TimedOut {
+                    ErrorKind::ConnectTimeout
+                } else {
+                    ErrorKind::ConnectFailed
+                };
+                let err = ProxyError::new(kind, format!("connection to {addr} failed: {e}"));
+                tracing::debug!(frontend = %fe.name, %peer, error = %err, "tcp connect failed");
+                break 'session kind.reply().termination;
+            }
+        };
+        tc = ms(t_connect.elapsed());
+        let _ = server.set_nodelay(true);
+        srvconn = slot.server.state.inflight.load(Ordering::Relaxed);
+
+        let (idle, idle_term) = match (
+            backend.timeouts.tunnel,
+            fe.timeouts.client,
+            backend.timeouts.server,
+        ) {
+            (Some(t), _, _) => (Some(t), "cD"),
+            (None, Some(c), Some(s)) if s < c => (Some(s), "sD"),
+            (None, Some(c), _) => (Some(c), "cD"),
+            (None, None, Some(s)) => (Some(s), "sD"),
+            (None, None, None) => (None, "--"),
+        };
+        let activity = Activity::new();
+        let failed = AtomicU8::new(NO_ERROR);
+        let mut c = Watched {
+            io: &mut client,
+            activity: &activity,
+            failed: &failed,
+            side: CLIENT_ERROR,
+        };
+        let mut s = Watched {
+            io: &mut server,
+            activity: &activity,
+            failed: &failed,
+            side: SERVER_ERROR,
+        };
+        let copy = tokio::io::copy_bidirectional(&mut c, &mut s);
+        let mut timer = idle.map(|t| IdleTimer::new(activity.clone(), t));
+        let outcome = tokio::select! {
+            r = async {
+                match timer.as_mut() {
+                    Some(t) => t.run(copy).await,
+                    None => Some(copy.await),
+                }
+            } => r,
+            _ = crate::proxy::stopping(&mut shutdown) => Some(Err(std::io::ErrorKind::Interrupted.into())),
+        };
+        drop(slot);
+        match outcome {
+            Some(Ok((_up, down))) => {
+                bytes = down;
+                "--"
+            }
+            Some(Err(_)) => match failed.load(Ordering::Acquire) {
+                CLIENT_ERROR => "CD",
+                SERVER_ERROR => "SD",
+                _ => "KD",
+            },
+            None => idle_term,
         }
-        _ = crate::proxy::stopping(&mut shutdown) => {}
+    };
+
+    if let (Some(log), true) = (fe.logger.as_ref(), fe.tcplog) {
+        let line = TcpLog {
+            client: peer,
+            accepted,
+            frontend: &fe.name,
+            backend: &backend.name,
+            server: &server_name,
+            tw,
+            tc,
+            tt: t0.elapsed().as_millis() as u64,
+            bytes,
+            term,
+            actconn: crate::listener::active_connections(),
+            feconn: fe.active.load(Ordering::Relaxed),
+            beconn: backend
+                .servers
+                .iter()
+                .map(|s| s.state.inflight.load(Ordering::Relaxed))
+                .sum(),
+            srvconn,
+            retries: 0,
+            srv_queue: 0,
+            be_queue: backend.queued() as u32,
+        };
+        log.emit(&line.line());
     }
-    drop(slot);
 }

@@ -16,6 +16,7 @@
 //! | balancing algorithms                           | [`backend::balance`]         |
 //! | upstream HTTP/2 connection pooling             | [`backend::pool`]            |
 //! | `mode tcp`                                     | [`l4`]                       |
+//! | log sinks, HAProxy log layouts                 | [`observe`]                  |
 //! | starting and stopping a proxy                  | [`proxy`]                    |
 //! | the codename-creator demo                      | [`demo`]                     |
 
@@ -26,6 +27,7 @@ pub mod error;
 pub mod http;
 pub mod l4;
 pub mod listener;
+pub mod observe;
 pub mod proxy;
 pub mod runtime;
 

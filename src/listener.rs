@@ -3,6 +3,7 @@
 //! kernel backlog holds new clients, as HAProxy does.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +13,31 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::config::{Mode, Proto};
 use crate::runtime::Frontend;
+
+/// Client connections open in this process (HAProxy's `actconn`).
+static ACTIVE: AtomicU32 = AtomicU32::new(0);
+
+pub fn active_connections() -> u32 {
+    ACTIVE.load(Ordering::Relaxed)
+}
+
+/// Counts a connection in the process and its frontend while it lives.
+struct Counted(Arc<Frontend>);
+
+impl Counted {
+    fn new(fe: Arc<Frontend>) -> Self {
+        ACTIVE.fetch_add(1, Ordering::Relaxed);
+        fe.active.fetch_add(1, Ordering::Relaxed);
+        Counted(fe)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        ACTIVE.fetch_sub(1, Ordering::Relaxed);
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 /// Binds a listening socket with SO_REUSEADDR and a deep backlog.
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
@@ -66,6 +92,7 @@ pub async fn accept_loop(
         let builder = builder.clone();
         tokio::spawn(async move {
             let _permits = permits;
+            let _counted = Counted::new(fe.clone());
             handle_conn(stream, peer, fe, builder, shutdown).await;
         });
     }

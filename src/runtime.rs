@@ -3,6 +3,7 @@
 //! Built from a validated [`Config`]; the control plane swaps whole
 //! snapshots, the data path never waits on it.
 
+use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 
 use tokio::sync::Semaphore;
@@ -10,6 +11,7 @@ use tokio::sync::Semaphore;
 use crate::backend::Backend;
 use crate::config::{Bind, Config, Mode, Timeouts};
 use crate::error::Error;
+use crate::observe::log::Logger;
 
 pub struct Snapshot {
     pub frontends: Vec<Arc<Frontend>>,
@@ -27,6 +29,12 @@ pub struct Frontend {
     pub timeouts: Timeouts,
     /// `maxconn` on the frontend.
     pub conns: Option<Arc<Semaphore>>,
+    /// Client connections open right now.
+    pub active: AtomicU32,
+    /// Where this frontend's log lines go (`log ...`), if anywhere.
+    pub logger: Option<Arc<Logger>>,
+    /// `option tcplog` (and a tcp-mode frontend).
+    pub tcplog: bool,
 }
 
 impl Snapshot {
@@ -59,6 +67,9 @@ impl Snapshot {
                 backend,
                 timeouts: f.timeouts.clone(),
                 conns: f.maxconn.map(|n| Arc::new(Semaphore::new(n as usize))),
+                active: AtomicU32::new(0),
+                logger: Logger::new(&f.logs),
+                tcplog: f.options.tcplog && f.mode == Mode::Tcp,
             }));
         }
         Ok(Snapshot {

@@ -1,0 +1,216 @@
+//! `mode tcp`: byte-exact forwarding, half-close, per-connection round
+//! robin, inactivity timeouts, tcplog lines, and a gRPC client over L4.
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use weir_echo::pb::EchoRequest;
+
+/// Echoes every byte back; shuts its write side down after reading EOF.
+async fn echo_server() -> SocketAddr {
+    let l = TcpListener::bind(ANY).await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        for _ in 0..256 {
+            let Ok((mut s, _)) = l.accept().await else { return };
+            tokio::spawn(async move {
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+                let _ = w.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+/// Writes its name to each connection, then closes.
+async fn name_server(name: &'static str) -> SocketAddr {
+    let l = TcpListener::bind(ANY).await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        for _ in 0..256 {
+            let Ok((mut s, _)) = l.accept().await else { return };
+            let _ = s.write_all(name.as_bytes()).await;
+            let _ = s.shutdown().await;
+        }
+    });
+    addr
+}
+
+fn tcp_config(servers: &[(&str, SocketAddr)], extra_defaults: &str) -> String {
+    let lines: String = servers
+        .iter()
+        .map(|(n, a)| format!("    server {n} {a}\n"))
+        .collect();
+    format!(
+        "defaults\n    mode tcp\n    timeout connect 2s\n{extra_defaults}\
+         frontend fe\n    bind 127.0.0.1:0\n    default_backend be\n\
+         backend be\n    balance roundrobin\n{lines}"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundred_mib_byte_exact_both_ways() {
+    let srv = echo_server().await;
+    let proxy = start_proxy(&tcp_config(&[("s1", srv)], "")).await;
+    let mut c = TcpStream::connect(fe_addr(&proxy)).await.unwrap();
+    let (mut r, mut w) = c.split();
+    const TOTAL: usize = 100 << 20;
+    let writer = async {
+        let chunk: Vec<u8> = (0..65536u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+        let mut sent = 0;
+        while sent < TOTAL {
+            w.write_all(&chunk).await.unwrap();
+            sent += chunk.len();
+        }
+        w.shutdown().await.unwrap();
+    };
+    let reader = async {
+        let expect: Vec<u8> = (0..65536u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+        let mut got = 0usize;
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let n = r.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            for (k, b) in buf[..n].iter().enumerate() {
+                assert_eq!(*b, expect[(got + k) % 65536], "byte {}", got + k);
+            }
+            got += n;
+        }
+        got
+    };
+    let ((), got) = within(120, async { tokio::join!(writer, reader) }).await;
+    assert_eq!(got, TOTAL);
+}
+
+#[tokio::test]
+async fn half_close_still_gets_the_reply() {
+    let srv = echo_server().await;
+    let proxy = start_proxy(&tcp_config(&[("s1", srv)], "")).await;
+    let mut c = TcpStream::connect(fe_addr(&proxy)).await.unwrap();
+    c.write_all(b"request then FIN").await.unwrap();
+    c.shutdown().await.unwrap(); // our write side is closed...
+    let mut reply = Vec::new();
+    within(5, c.read_to_end(&mut reply)).await.unwrap(); // ...the reply still arrives
+    assert_eq!(reply, b"request then FIN");
+}
+
+#[tokio::test]
+async fn connections_round_robin_over_three_servers() {
+    let servers = [
+        ("a", name_server("a").await),
+        ("b", name_server("b").await),
+        ("c", name_server("c").await),
+    ];
+    let proxy = start_proxy(&tcp_config(&servers, "")).await;
+    let mut seen = HashMap::new();
+    for _ in 0..30 {
+        let mut c = TcpStream::connect(fe_addr(&proxy)).await.unwrap();
+        let mut name = String::new();
+        within(5, c.read_to_string(&mut name)).await.unwrap();
+        *seen.entry(name).or_insert(0) += 1;
+    }
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert!(seen.values().all(|&n| n == 10), "{seen:?}");
+}
+
+#[tokio::test]
+async fn idle_session_is_closed_but_a_moving_one_lives() {
+    let srv = echo_server().await;
+    let proxy = start_proxy(&tcp_config(
+        &[("s1", srv)],
+        "    timeout client 300ms\n    timeout server 300ms\n",
+    ))
+    .await;
+    // Moving: a byte every 100 ms for 1.2 s, four times the timeout.
+    let mut c = TcpStream::connect(fe_addr(&proxy)).await.unwrap();
+    let mut t = Instant::now();
+    for i in 0..12u8 {
+        if i > 0 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        c.write_all(&[i]).await.unwrap();
+        let mut b = [0u8; 1];
+        within(2, c.read_exact(&mut b)).await.unwrap();
+        assert_eq!(b[0], i);
+        t = Instant::now();
+    }
+    // Idle from `t` on: closed by weir ~300 ms later.
+    let mut rest = Vec::new();
+    within(5, c.read_to_end(&mut rest)).await.unwrap();
+    assert!(t.elapsed() >= Duration::from_millis(250), "{:?}", t.elapsed());
+    assert!(rest.is_empty());
+}
+
+#[tokio::test]
+async fn tcplog_lines_follow_haproxy_layout() {
+    let srv = name_server("hello").await;
+    let syslog = tokio::net::UdpSocket::bind(ANY).await.unwrap();
+    let log_addr = syslog.local_addr().unwrap();
+    let cfg = tcp_config(
+        &[("srv1", srv)],
+        &format!("    log {log_addr} format raw local0\n    option tcplog\n"),
+    );
+    let proxy = start_proxy(&cfg).await;
+    let mut c = TcpStream::connect(fe_addr(&proxy)).await.unwrap();
+    let client_port = c.local_addr().unwrap().port();
+    let mut s = String::new();
+    c.read_to_string(&mut s).await.unwrap();
+    drop(c);
+    let mut buf = [0u8; 1024];
+    let n = within(5, syslog.recv(&mut buf)).await.unwrap();
+    let line = std::str::from_utf8(&buf[..n]).unwrap();
+    // 127.0.0.1:PORT [dd/Mon/yyyy:hh:mm:ss.mmm] fe be/srv1 Tw/Tc/Tt B ts ac/fc/bc/sc/rc sq/bq
+    let f: Vec<&str> = line.split(' ').collect();
+    assert_eq!(f.len(), 9, "{line}");
+    assert_eq!(f[0], format!("127.0.0.1:{client_port}"));
+    assert!(f[1].starts_with('[') && f[1].ends_with(']') && f[1].len() == 26, "{line}");
+    assert_eq!(f[2], "fe");
+    assert_eq!(f[3], "be/srv1");
+    let timers: Vec<i64> = f[4].split('/').map(|t| t.parse().unwrap()).collect();
+    assert_eq!(timers.len(), 3);
+    assert!(timers.iter().all(|&t| t >= 0), "{line}");
+    assert_eq!(f[5], "5", "bytes to the client: {line}");
+    assert_eq!(f[6], "--");
+    assert_eq!(f[7].split('/').count(), 5);
+    assert_eq!(f[8], "0/0");
+
+    // A dead server: termination SC, connect time -1.
+    drop(proxy);
+    let dead = std::net::TcpListener::bind(ANY).unwrap().local_addr().unwrap();
+    let cfg = tcp_config(&[("gone", dead)], &format!("    log {log_addr} format raw local0\n    option tcplog\n"));
+    let proxy = start_proxy(&cfg).await;
+    let mut c = TcpStream::connect(fe_addr(&proxy)).await.unwrap();
+    let mut rest = Vec::new();
+    within(5, c.read_to_end(&mut rest)).await.unwrap();
+    let n = within(5, syslog.recv(&mut buf)).await.unwrap();
+    let line = std::str::from_utf8(&buf[..n]).unwrap();
+    assert!(line.contains(" be/gone ") && line.contains("/-1/") && line.contains(" SC "), "{line}");
+}
+
+#[tokio::test]
+async fn grpc_over_l4_sticks_to_one_server_per_connection() {
+    let servers = echo_servers(3).await;
+    let list: Vec<(&str, SocketAddr)> = vec![
+        ("s1", servers[0].addr),
+        ("s2", servers[1].addr),
+        ("s3", servers[2].addr),
+    ];
+    let proxy = start_proxy(&tcp_config(&list, "")).await;
+    let mut client = echo_client(fe_addr(&proxy)).await;
+    let mut seen = HashMap::new();
+    for _ in 0..30 {
+        let r = within(10, client.unary(EchoRequest::default())).await.expect("ok");
+        *seen.entry(r.into_inner().server).or_insert(0) += 1;
+    }
+    // L4's nature: one connection, one server (mode http balances per call).
+    assert_eq!(seen.len(), 1, "{seen:?}");
+}
