@@ -108,11 +108,12 @@ ALIASES = {"b": ["b64k", "b1m"], "all": DEFAULT_ORDER}
 # ------------------------------------------------------------ process care
 
 class Procs:
-    """Every process started here, by PID; stop() ends only those."""
+    """Every process started here, by PID; stop() ends only those (and the
+    children they forked, e.g. nginx workers, if they outlive their parent)."""
 
     def __init__(self):
         self.procs = []  # (name, Popen)
-        self.extra_pids = set()  # e.g. nginx workers seen, stopped if left over
+        self.children = {}  # parent pid -> child pids seen (nginx workers)
 
     def start(self, name, argv, cpus, log_path, stdin=None, stdout=None):
         if cpus:
@@ -126,6 +127,9 @@ class Procs:
         self.procs.append((name, p))
         return p
 
+    def note_children(self, parent, pids):
+        self.children.setdefault(parent, set()).update(pids)
+
     def stop(self, p, grace=5.0):
         if p.poll() is None:
             try:
@@ -138,21 +142,16 @@ class Procs:
                 p.kill()
                 p.wait(timeout=5)
         self.procs = [(n, q) for (n, q) in self.procs if q is not p]
-        self._reap_extra()
-
-    def _reap_extra(self):
-        for pid in list(self.extra_pids):
-            if not pid_alive(pid):
-                self.extra_pids.discard(pid)
-        if self.extra_pids:
-            time.sleep(0.5)
-            for pid in list(self.extra_pids):
-                if pid_alive(pid):
-                    try:
-                        os.kill(pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-                self.extra_pids.discard(pid)
+        kids = self.children.pop(p.pid, set())
+        deadline = time.monotonic() + 2.0
+        while any(pid_alive(k) for k in kids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for k in kids:
+            if pid_alive(k):
+                try:
+                    os.kill(k, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
 
     def stop_all(self):
         for _, p in reversed(list(self.procs)):
@@ -188,15 +187,21 @@ def children_of(pid):
 
 
 def cpu_ticks(pids):
-    total = 0
+    return sum(cpu_ticks_split(pids))
+
+
+def cpu_ticks_split(pids):
+    """(utime, stime) summed over pids, in clock ticks."""
+    user = system = 0
     for pid in pids:
         try:
             with open(f"/proc/{pid}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime + stime
+            user += int(fields[11])
+            system += int(fields[12])
         except (FileNotFoundError, OSError):
             pass
-    return total
+    return user, system
 
 
 def status_kib(pids, key):
@@ -210,6 +215,31 @@ def status_kib(pids, key):
         except (FileNotFoundError, OSError):
             pass
     return total
+
+
+def proc_stat():
+    """{"cpu": (busy, steal, total), "cpu0": ..., ...} in clock ticks."""
+    out = {}
+    try:
+        with open("/proc/stat") as f:
+            for line in f:
+                if not line.startswith("cpu"):
+                    break
+                parts = line.split()
+                v = [int(x) for x in parts[1:9]] + [0] * max(0, 8 - len(parts[1:9]))
+                user, nice, system, idle, iowait, irq, softirq, steal = v[:8]
+                busy = user + nice + system + irq + softirq
+                out[parts[0]] = (busy, steal, busy + steal + idle + iowait)
+    except OSError:
+        pass
+    return out
+
+
+def own_cpu_s():
+    import resource
+    s = resource.getrusage(resource.RUSAGE_SELF)
+    c = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
 
 
 def reset_hwm(pids):
@@ -271,6 +301,8 @@ class Bench:
         self.backend_cpus = os.environ.get("BACKEND_CPUS", self.load_cpus)
         self.threads = int(os.environ.get("PROXY_THREADS", "1"))
         self.h2load_threads = int(os.environ.get("H2LOAD_THREADS", "1"))
+        self.max_other = float(os.environ.get("BENCH_MAX_OTHER", "25"))
+        self.retries = int(os.environ.get("BENCH_RETRIES", "0" if args.quick else "2"))
         self.idle_n = int(os.environ.get("IDLE_CONNS", "200" if args.quick else "10000"))
         # Connection caps well above any scenario's needs (nginx counts its
         # upstream connections too: one per call in flight).
@@ -320,6 +352,7 @@ class Bench:
     def start_backends(self):
         echo = os.path.join(self.args.bin_dir, "weir-echo")
         self.be_ports = []
+        self.backend_procs = []
         for i in (1, 2):
             port = free_port()
             p = self.procs.start(
@@ -329,6 +362,7 @@ class Bench:
             if not wait_port(port, p):
                 raise SystemExit(f"weir-echo {i} did not start:\n" + tail(os.path.join(self.work, f"echo{i}.log")))
             self.be_ports.append(port)
+            self.backend_procs.append(p)
         log(f"backends: weir-echo on 127.0.0.1:{self.be_ports[0]} and :{self.be_ports[1]} "
             f"(CPUs {self.backend_cpus or 'any'})")
 
@@ -338,6 +372,9 @@ class Bench:
             text = f.read()
         values = {
             "THREADS": str(self.threads), "MAXCONN": str(self.maxconn), "NOFILE": str(self.nofile),
+            # nginx closes idle keep-alive connections once fewer than 1/16 of
+            # worker_connections are free: give it the whole descriptor limit.
+            "NGINX_CONNS": str(max(self.maxconn, self.nofile)),
             "PORT": str(port), "BE1": str(self.be_ports[0]), "BE2": str(self.be_ports[1]),
             "DIR": subdir, "CERT": self.cert, "KEY": self.key, "CERT_PEM": self.cert_pem,
             "STREAM_MODULE": self.stream_module,
@@ -389,7 +426,7 @@ class Bench:
         pids = [pid]
         if px["target"] == "nginx":
             kids = children_of(pid)
-            self.procs.extra_pids.update(kids)
+            self.procs.note_children(pid, kids)
             pids += kids
         return pids
 
@@ -490,10 +527,14 @@ class Bench:
         port = self.direct_port if target == "direct" else px["port"]
         pids = self.proxy_pids(px)
         hwm_reset = reset_hwm(pids)
-        cpu0 = cpu_ticks(pids)
+        be_pids = [p.pid for p in self.backend_procs]
+        st0, own0, be0 = proc_stat(), own_cpu_s(), cpu_ticks(be_pids)
+        u0, k0 = cpu_ticks_split(pids)
         logf = os.path.join(self.work, f"h2load-{sid}-{target}-{rep}.tsv")
         argv, out, wall = self.h2load(scen, port, duration, logf)
-        cpu1 = cpu_ticks(pids)
+        u1, k1 = cpu_ticks_split(pids)
+        cpu0, cpu1 = u0 + k0, u1 + k1
+        st1, own1, be1 = proc_stat(), own_cpu_s(), cpu_ticks(be_pids)
         rec = dict(kind="run", scenario=sid, target=target, rep=rep, order=order, wall_s=round(wall, 3),
                    cmd=" ".join(argv), ts=datetime.datetime.now().isoformat(timespec="seconds"))
         rec.update(self.parse_h2load(out))
@@ -503,6 +544,20 @@ class Bench:
         except OSError:
             pass
         ok_calls = rec.get("succeeded", 0)
+        # Where the CPU went: busy % per CPU, and CPU used by processes that
+        # are not part of this benchmark (other jobs on a shared machine).
+        for cpu in sorted(st1):
+            if cpu in st0 and cpu != "cpu":
+                d_total = st1[cpu][2] - st0[cpu][2]
+                if d_total > 0:
+                    rec[f"busy_pct_{cpu}"] = round(100.0 * (st1[cpu][0] - st0[cpu][0]) / d_total, 1)
+        if "cpu" in st0 and "cpu" in st1 and wall:
+            busy_s = (st1["cpu"][0] - st0["cpu"][0]) / CLK_TCK
+            ours = (cpu1 - cpu0 + be1 - be0) / CLK_TCK + (own1 - own0)
+            rec["backend_cpu_s"] = (be1 - be0) / CLK_TCK
+            rec["h2load_and_harness_cpu_s"] = round(own1 - own0, 3)
+            rec["other_cpu_pct"] = round(100.0 * max(0.0, busy_s - ours) / wall, 1)
+            rec["steal_pct"] = round(100.0 * (st1["cpu"][1] - st0["cpu"][1]) / CLK_TCK / wall, 1)
         dur = rec.get("duration_s") or duration
         rec["rps"] = ok_calls / dur if dur else 0.0
         rec["mib_s"] = rec.get("bytes_data", 0) / MiB / dur if dur else 0.0
@@ -512,6 +567,9 @@ class Bench:
             rec["proxy_cpu_s"] = cpu_s
             rec["cpu_pct"] = 100.0 * cpu_s / wall if wall else None
             rec["cpu_us_per_call"] = cpu_s * 1e6 / ok_calls if ok_calls else None
+            # user/kernel split (the kernel part is mostly socket I/O)
+            rec["proxy_user_s"] = (u1 - u0) / CLK_TCK
+            rec["proxy_sys_s"] = (k1 - k0) / CLK_TCK
             data_mib = rec.get("bytes_data", 0) / MiB
             rec["cpu_us_per_mib"] = cpu_s * 1e6 / data_mib if data_mib else None
             rec["peak_rss_kib"] = status_kib(pids, "VmHWM")
@@ -522,17 +580,37 @@ class Bench:
         rec["ok"] = ok_calls > 0 and rec["errors"] == 0 and "s2xx" in rec
         if not rec["ok"]:
             rec["h2load_tail"] = "\n".join(out.strip().splitlines()[-12:])
-            self.failures.append(f"{sid}/{target} rep {rep}: {ok_calls} ok, {rec['errors']} errors")
-        self.emit(rec)
         show = (f"  {sid:5} rep {rep} {target:8} calls/s {rec['rps']:>9.0f}  MiB/s {rec['mib_s']:>8.1f}"
                 f"  p50 {rec.get('p50_us', 0):>7}us p99 {rec.get('p99_us', 0):>7}us")
         if pids:
             cpc = rec["cpu_us_per_call"]
             show += f"  cpu/call {cpc:.1f}us" if cpc is not None else "  cpu/call -"
             show += f"  cpu {rec['cpu_pct']:.0f}%  hwm {rec['peak_rss_kib'] / 1024:.1f}MiB"
+        busy = " ".join(f"{k[9:]}:{v:.0f}%" for k, v in rec.items() if k.startswith("busy_pct_cpu"))
+        show += f"  busy {busy}  other {rec.get('other_cpu_pct', 0):.0f}%"
         if not rec["ok"]:
             show += f"  FAILED ({rec['errors']} errors, {ok_calls} ok)"
         log(show)
+        return rec
+
+    def measure_clean(self, sid, scen, target, px, rep, order, duration):
+        """measure(), repeated (at most BENCH_RETRIES more times) while other
+        jobs on the machine used more than BENCH_MAX_OTHER % of a CPU during
+        the run. Every attempt goes to the JSONL; only the last one counts."""
+        for attempt in range(self.retries + 1):
+            rec = self.measure(sid, scen, target, px, rep, order, duration)
+            rec["attempt"] = attempt
+            noisy = rec.get("other_cpu_pct", 0) > self.max_other
+            last = attempt == self.retries or not noisy
+            rec["discarded"] = not last
+            rec["noisy"] = noisy
+            self.emit(rec)
+            if last:
+                break
+            log(f"        (other jobs used {rec['other_cpu_pct']:.0f}% of a CPU: measuring again)")
+            time.sleep(1.0)
+        if not rec["ok"]:
+            self.failures.append(f"{sid}/{target} rep {rep}: {rec.get('succeeded', 0)} ok, {rec['errors']} errors")
         return rec
 
     # ------------------------------------------------------------ scenarios
@@ -575,7 +653,7 @@ class Bench:
                 k = rep % len(active) if active else 0
                 order = active[k:] + active[:k]  # rotate: no target always goes first
                 for i, t in enumerate(order):
-                    self.measure(sid, scen, t, proxies.get(t), rep, i, duration)
+                    self.measure_clean(sid, scen, t, proxies.get(t), rep, i, duration)
                     time.sleep(0.2)
         finally:
             for px in proxies.values():
@@ -692,15 +770,37 @@ class Bench:
             nproc=os.cpu_count(), cpu_model=model, kernel=platform.release(),
             haproxy=first_line(run_cmd(["haproxy", "-v"])), nginx=first_line(run_cmd(["nginx", "-v"])),
             h2load=first_line(run_cmd(["h2load", "--version"])),
-            weir_commit=commit + ("-dirty" if dirty else ""), bin_dir=self.args.bin_dir,
+            weir_commit=commit + ("-dirty" if dirty else ""), bin_dir=self.source_bin_dir,
+            weir_sha256_12=self.bin_sums["weir"],
             proxy_cpus=self.proxy_cpus or "any", load_cpus=self.load_cpus or "any",
             backend_cpus=self.backend_cpus or "any", proxy_threads=self.threads,
             h2load_threads=self.h2load_threads, duration_s=self.args.duration, reps=self.args.reps,
             warmup_s=self.args.warmup, quick=self.args.quick, idle_conns=self.idle_n,
+            max_other_pct=self.max_other, retries=self.retries,
+            load_cpu_key=f"busy_pct_cpu{self.load_cpus}" if self.load_cpus.isdigit() else None,
         )
+
+    def snapshot_binaries(self):
+        """Copy weir and weir-echo into the work dir: a `cargo build` running in
+        parallel (a shared machine) must not swap them between scenarios."""
+        import hashlib
+        dest = os.path.join(self.work, "bin")
+        os.makedirs(dest)
+        sums = {}
+        for name in ("weir", "weir-echo"):
+            src = os.path.join(self.args.bin_dir, name)
+            if not os.access(src, os.X_OK):
+                raise SystemExit(f"{src} is missing: build it first (bench/run.sh does)")
+            shutil.copy2(src, os.path.join(dest, name))
+            with open(src, "rb") as f:
+                sums[name] = hashlib.sha256(f.read()).hexdigest()[:12]
+        self.source_bin_dir = self.args.bin_dir
+        self.args.bin_dir = dest
+        return sums
 
     def run(self, scenario_ids):
         t_start = time.monotonic()
+        self.bin_sums = self.snapshot_binaries()
         self.meta_rec = self.meta()
         self.emit(self.meta_rec)
         log(f"weir bench: {', '.join(scenario_ids)}; {self.args.reps} rep(s) x {self.args.duration}s; "
@@ -730,6 +830,25 @@ class Bench:
         self.jsonl.close()
         if not self.args.keep_workdir:
             shutil.rmtree(self.work, ignore_errors=True)
+
+
+def wait_quiet(max_wait, busy_limit=15.0):
+    """Wait (at most max_wait s) until the machine is idle: all CPUs together
+    less than busy_limit % busy over a 3 s window."""
+    deadline = time.monotonic() + max_wait
+    while True:
+        a = proc_stat().get("cpu")
+        time.sleep(3)
+        b = proc_stat().get("cpu")
+        busy = 100.0 * (b[0] - a[0]) / max(1, b[2] - a[2]) if a and b else 0.0
+        if busy < busy_limit:
+            log(f"machine is quiet ({busy:.0f}% busy): starting")
+            return True
+        if time.monotonic() >= deadline:
+            log(f"machine still {busy:.0f}% busy after {max_wait:.0f} s: starting anyway")
+            return False
+        log(f"machine {busy:.0f}% busy (other jobs): waiting")
+        time.sleep(7)
 
 
 def read_line(proc, timeout):
@@ -808,7 +927,8 @@ def render_markdown(meta, records, scenario_ids, unavailable, elapsed):
     L.append(f"- date: {meta['date']}; harness wall time {elapsed:.0f} s"
              + (" (**--quick smoke run: numbers are not meaningful**)" if meta["quick"] else ""))
     L.append(f"- machine: {meta['nproc']} CPUs ({meta['cpu_model']}), Linux {meta['kernel']}")
-    L.append(f"- versions: weir {meta['weir_commit']} ({meta['bin_dir']}), {meta['haproxy']}, "
+    L.append(f"- versions: weir {meta['weir_commit']} ({meta['bin_dir']}, sha256 {meta['weir_sha256_12']}…), "
+             f"{meta['haproxy']}, "
              f"{meta['nginx']}, {meta['h2load']}")
     L.append(f"- pinning: proxy on CPU {meta['proxy_cpus']}, h2load on CPU {meta['load_cpus']}, "
              f"backends (2 × weir-echo) on CPU {meta['backend_cpus']}; {meta['proxy_threads']} proxy "
@@ -817,7 +937,8 @@ def render_markdown(meta, records, scenario_ids, unavailable, elapsed):
              f"targets alternating within each repetition; ratios are per-repetition pairs "
              f"(target ÷ base measured back to back), median (min–max)")
     L.append("")
-    runs_all = [r for r in records if r.get("kind") == "run"]
+    runs_all = [r for r in records if r.get("kind") == "run" and not r.get("discarded")]
+    noisy = [r for r in runs_all if r.get("noisy")]
     for sid in scenario_ids:
         scen = SCENARIOS[sid]
         runs = [r for r in runs_all if r["scenario"] == sid]
@@ -849,17 +970,20 @@ def render_markdown(meta, records, scenario_ids, unavailable, elapsed):
         if kind in ("unary", "lat", "large", "stream"):
             if kind == "unary":
                 heads = ["target", "calls/s"] + ratio_heads("calls/s") + [
-                    "p50 µs", "p99 µs", "proxy CPU µs/call", "proxy CPU %", "peak RSS MiB", "errors"]
+                    "p50 µs", "p99 µs", "proxy CPU µs/call", "proxy CPU %", "peak RSS MiB", "errors",
+                    "load CPU busy %", "other jobs CPU %"]
             elif kind == "lat":
                 heads = ["target", "p50 µs"] + ratio_heads("p50") + [
-                    "p99 µs", "calls/s", "proxy CPU µs/call", "peak RSS MiB", "errors"]
+                    "p99 µs", "calls/s", "proxy CPU µs/call", "peak RSS MiB", "errors",
+                    "load CPU busy %", "other jobs CPU %"]
             elif kind == "large":
                 heads = ["target", "MiB/s"] + ratio_heads("MiB/s") + [
                     "calls/s", "p50 µs", "p99 µs", "proxy CPU µs/call", "proxy CPU µs/MiB",
-                    "peak RSS MiB", "errors"]
+                    "peak RSS MiB", "errors", "load CPU busy %", "other jobs CPU %"]
             else:
                 heads = ["target", "MiB/s"] + ratio_heads("MiB/s") + [
-                    "streams done", "proxy CPU µs/MiB", "proxy CPU %", "peak RSS MiB", "errors"]
+                    "streams done", "proxy CPU µs/MiB", "proxy CPU %", "peak RSS MiB", "errors",
+                    "load CPU busy %", "other jobs CPU %"]
             L.append("| " + " | ".join(heads) + " |")
             L.append("|" + "|".join(["---"] + ["---:"] * (len(heads) - 1)) + "|")
             for t in targets:
@@ -880,6 +1004,8 @@ def render_markdown(meta, records, scenario_ids, unavailable, elapsed):
                 def rss(rs=rs):
                     return spread([r["peak_rss_kib"] / 1024 if r.get("peak_rss_kib") else None for r in rs], f1)
 
+                load_cpu = meta.get("load_cpu_key")
+                noise = [col(load_cpu, f0) if load_cpu else "–", col("other_cpu_pct", f0)]
                 errs = sum(r.get("errors", 0) for r in rs)
                 errs_s = str(errs) if errs == 0 else f"**{errs}**"
                 proxy = t != "direct"
@@ -887,20 +1013,20 @@ def render_markdown(meta, records, scenario_ids, unavailable, elapsed):
                     cells = [col("rps", f0)] + ratio_cells(t) + [
                         col("p50_us", f0), col("p99_us", f0),
                         col("cpu_us_per_call", f1) if proxy else "–",
-                        col("cpu_pct", f0) if proxy else "–", rss() if proxy else "–", errs_s]
+                        col("cpu_pct", f0) if proxy else "–", rss() if proxy else "–", errs_s] + noise
                 elif kind == "lat":
                     cells = [col("p50_us", f0)] + ratio_cells(t) + [
                         col("p99_us", f0), col("rps", f0),
-                        col("cpu_us_per_call", f1) if proxy else "–", rss() if proxy else "–", errs_s]
+                        col("cpu_us_per_call", f1) if proxy else "–", rss() if proxy else "–", errs_s] + noise
                 elif kind == "large":
                     cells = [col("mib_s", f1)] + ratio_cells(t) + [
                         col("rps", f0), col("p50_us", f0), col("p99_us", f0),
                         col("cpu_us_per_call", f0) if proxy else "–",
-                        col("cpu_us_per_mib", f0) if proxy else "–", rss() if proxy else "–", errs_s]
+                        col("cpu_us_per_mib", f0) if proxy else "–", rss() if proxy else "–", errs_s] + noise
                 else:
                     cells = [col("mib_s", f1)] + ratio_cells(t) + [
                         col("succeeded", f0), col("cpu_us_per_mib", f0) if proxy else "–",
-                        col("cpu_pct", f0) if proxy else "–", rss() if proxy else "–", errs_s]
+                        col("cpu_pct", f0) if proxy else "–", rss() if proxy else "–", errs_s] + noise
                 L.append(f"| {t} | " + " | ".join(cells) + " |")
         elif kind == "idle":
             heads = ["target", "conns held", "RSS before MiB", "RSS holding MiB", "KiB per conn",
@@ -927,13 +1053,23 @@ def render_markdown(meta, records, scenario_ids, unavailable, elapsed):
                 ]
                 L.append(f"| {t} | " + " | ".join(cells) + " |")
         L.append("")
+    if noisy:
+        L.append(f"**{len(noisy)} of {len(runs_all)} runs kept had other jobs using more than "
+                 f"{meta.get('max_other_pct')}% of a CPU** (after {meta.get('retries')} retries): "
+                 + ", ".join(f"{r['scenario']}/{r['target']} rep {r['rep']} ({r.get('other_cpu_pct', 0):.0f}%)"
+                             for r in noisy) + ".")
+        L.append("")
     L.append("Notes: calls/s counts calls h2load saw answered with HTTP 200 (h2load cannot read "
              "`grpc-status` trailers; one call per target per scenario is checked for "
              "`grpc-status: 0` with nghttp before measuring). MiB/s = response DATA bytes received "
-             "by h2load per second. Proxy CPU = utime+stime of all the proxy's processes (nginx: "
-             "master + worker) over the run ÷ calls answered. Peak RSS = sum of VmHWM, reset before "
-             "each run. Latency percentiles come from h2load's per-request log (request start to "
-             "end of response, so they include queueing inside h2load at high concurrency).")
+             "by h2load per second. 'load CPU busy %' = how busy the CPU running h2load and the "
+             "backends was (near 100 %: the load side, not the proxy, limits calls/s). 'other jobs "
+             "CPU %' = CPU used during the run by processes outside the benchmark, in % of one CPU "
+             "(runs above the threshold are measured again). Proxy CPU = utime+stime of all the "
+             "proxy's processes (nginx: master + worker) over the run ÷ calls answered. Peak RSS = "
+             "sum of VmHWM, reset before each run. Latency percentiles come from h2load's "
+             "per-request log (request start to end of response, so they include queueing inside "
+             "h2load at high concurrency).")
     L.append("")
     return "\n".join(L)
 
@@ -950,6 +1086,8 @@ def main():
     ap.add_argument("--scenarios", default=None, help=f"comma list of {DEFAULT_ORDER} (b = b64k,b1m; all)")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "latest.md"))
     ap.add_argument("--keep-workdir", action="store_true")
+    ap.add_argument("--wait-quiet", type=float, default=0.0, metavar="S",
+                    help="first wait up to S seconds for other jobs on the machine to finish")
     a = ap.parse_args()
     if a.quick:
         a.reps = a.reps or 1
@@ -972,6 +1110,8 @@ def main():
     if a.reps < 1 or a.reps > 50 or a.duration <= 0 or a.duration > 120:
         ap.error("--reps must be 1..50 and --duration 0..120 s")
 
+    if a.wait_quiet > 0:
+        wait_quiet(min(a.wait_quiet, 3600))
     bench = Bench(a)
 
     def on_signal(signum, frame):

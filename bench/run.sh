@@ -3,17 +3,21 @@
 # backend), gRPC over HTTP/2 on 127.0.0.1. See docs/benchmarks.md.
 #
 #   bench/run.sh [--quick] [--reps N] [--scenarios a,lat,b,c,d,e,l4] [--out FILE]
-#                [--duration S] [--warmup S] [--debug] [--no-build] [--keep-workdir]
+#                [--duration S] [--warmup S] [--wait-quiet S] [--debug] [--no-build]
+#                [--keep-workdir]
 #
 #   --quick      ~10 s smoke run (scenario a, 1 rep, 1 s per target); exits
 #                non-zero if any target fails to serve. CI runs this.
 #   --debug      use the debug build (target/debug) instead of --release.
 #   --no-build   use the binaries already in target/<profile>.
+#   --wait-quiet S  first wait up to S s for other jobs on the machine to end.
 #
 # Environment: PROXY_CPUS (default 0), LOAD_CPUS (1), BACKEND_CPUS
 # (= LOAD_CPUS), PROXY_THREADS (1: weir/haproxy nbthread, nginx
 # worker_processes), H2LOAD_THREADS (1), IDLE_CONNS (10000; 200 with --quick),
-# BENCH_REPS (3), BENCH_DURATION (4 s).
+# BENCH_REPS (3), BENCH_DURATION (4 s), BENCH_MAX_OTHER (25: a run during
+# which other jobs used more than this % of a CPU is measured again, at most
+# BENCH_RETRIES (2; 0 with --quick) more times).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

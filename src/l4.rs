@@ -40,9 +40,12 @@ impl Watched<'_> {
         match r {
             Poll::Ready(Ok(_)) if moved => self.activity.touch(),
             Poll::Ready(Err(_)) => {
-                let _ = self
-                    .failed
-                    .compare_exchange(NO_ERROR, self.side, Ordering::AcqRel, Ordering::Acquire);
+                let _ = self.failed.compare_exchange(
+                    NO_ERROR,
+                    self.side,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                );
             }
             _ => {}
         }
@@ -64,7 +67,11 @@ impl AsyncRead for Watched<'_> {
 }
 
 impl AsyncWrite for Watched<'_> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
         let r = Pin::new(&mut *this.io).poll_write(cx, data);
         this.note(&r, true);

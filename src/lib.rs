@@ -16,6 +16,7 @@
 //! | balancing algorithms                           | [`backend::balance`]         |
 //! | upstream HTTP/2 connection pooling             | [`backend::pool`]            |
 //! | `mode tcp`                                     | [`l4`]                       |
+//! | active health checks, rise/fall, UP/DOWN logs  | [`health`]                   |
 //! | log sinks, HAProxy log layouts                 | [`observe`]                  |
 //! | starting and stopping a proxy                  | [`proxy`]                    |
 //! | the codename-creator demo                      | [`demo`]                     |
@@ -24,6 +25,7 @@ pub mod backend;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod health;
 pub mod http;
 pub mod l4;
 pub mod listener;

@@ -39,17 +39,22 @@ impl Drop for Counted {
     }
 }
 
-/// Binds a listening socket with SO_REUSEADDR and a deep backlog.
-pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+/// Binds a listening socket with SO_REUSEADDR and a deep backlog. With
+/// `reuse_port`, several threads can each bind their own socket on the same
+/// address and the kernel spreads new connections across them.
+pub fn bind(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::TcpListener> {
     let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     sock.set_reuse_address(true)?;
+    if reuse_port {
+        sock.set_reuse_port(true)?;
+    }
     if addr.is_ipv6() {
         let _ = sock.set_only_v6(false);
     }
     sock.set_nonblocking(true)?;
     sock.bind(&addr.into())?;
     sock.listen(1024)?;
-    TcpListener::from_std(sock.into())
+    Ok(sock.into())
 }
 
 async fn permit(sem: &Option<Arc<Semaphore>>) -> Option<OwnedSemaphorePermit> {
@@ -61,12 +66,19 @@ async fn permit(sem: &Option<Arc<Semaphore>>) -> Option<OwnedSemaphorePermit> {
 
 /// Accepts connections for one bind line until shutdown.
 pub async fn accept_loop(
-    listener: TcpListener,
+    listener: std::net::TcpListener,
     fe: Arc<Frontend>,
     proto: Option<Proto>,
     global: Option<Arc<Semaphore>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let listener = match TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(frontend = %fe.name, error = %e, "cannot register listener");
+            return;
+        }
+    };
     let builder = Arc::new(crate::http::builder(&fe, proto));
     loop {
         let accepted = tokio::select! {

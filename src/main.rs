@@ -42,12 +42,21 @@ fn init_logging() {
         .init();
 }
 
-fn runtime(threads: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
-    let mut b = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = threads {
-        b.worker_threads(n.max(1));
-    }
-    b.enable_all().build()
+/// weir's main thread runs a current-thread runtime: it is worker 0 of the
+/// proxy (HAProxy's thread model, see `proxy::start_threads`).
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
+/// `nbthread`, else one worker per CPU.
+fn worker_count(nbthread: Option<usize>) -> usize {
+    nbthread.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    })
 }
 
 fn main() -> ExitCode {
@@ -55,11 +64,11 @@ fn main() -> ExitCode {
     match cli.cmd {
         Some(Cmd::Demo(args)) => {
             init_logging();
-            return run_async(None, weir::demo::run_demo(args));
+            return run_async(weir::demo::run_demo(args));
         }
         Some(Cmd::DemoClient(args)) => {
             init_logging();
-            return run_async(None, weir::demo::run_client(args));
+            return run_async(weir::demo::run_client(args));
         }
         None => {}
     }
@@ -96,9 +105,9 @@ fn main() -> ExitCode {
     }
     init_logging();
     let config = loaded.config;
-    let threads = config.global.nbthread;
-    run_async(threads, async move {
-        let running = weir::proxy::start(config).await?;
+    let threads = worker_count(config.global.nbthread);
+    run_async(async move {
+        let running = weir::proxy::start_threads(config, threads).await?;
         wait_for_signal().await;
         tracing::info!("shutting down");
         running.shutdown(Duration::from_secs(10)).await;
@@ -106,11 +115,11 @@ fn main() -> ExitCode {
     })
 }
 
-fn run_async<F>(threads: Option<usize>, fut: F) -> ExitCode
+fn run_async<F>(fut: F) -> ExitCode
 where
     F: std::future::Future<Output = Result<(), Box<dyn std::error::Error + Send + Sync>>>,
 {
-    let rt = match runtime(threads) {
+    let rt = match runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("weir: cannot start the runtime: {e}");

@@ -654,8 +654,8 @@ fn ignored_options_warn() {
             "'no option redispatch' has no effect in weir yet, ignored",
         ),
         (
-            "option httpchk GET /health",
-            "'option httpchk' has no effect in weir yet, ignored",
+            "option ssl-hello-chk",
+            "'option ssl-hello-chk' has no effect in weir yet, ignored",
         ),
         ("retries 3", "'retries' has no effect in weir yet, ignored"),
         (
@@ -805,13 +805,11 @@ frontend fe
 }
 
 #[test]
-fn health_check_parameters_are_checked_then_ignored() {
+fn health_check_parameters_are_checked_and_stored() {
     let cfg = with_tail("backend b2\n    server s 127.0.0.1:1 check inter 2s fastinter 1s downinter 5s rise 2 fall 3\n");
-    assert_eq!(
-        warnings(&cfg),
-        ["parsing [weir.cfg:2] : 'server' : 'inter', 'fastinter', 'downinter', 'rise', 'fall' ignored: health checks come in a later release"]
-    );
-    assert!(ok(&cfg).backend("b2").is_some_and(|b| b.servers[0].check));
+    assert!(warnings(&cfg).is_empty(), "{:?}", warnings(&cfg));
+    assert!(ok(&cfg).backend("b2").is_some_and(|b| b.servers[0].check
+        && b.servers[0].check_params.fastinter == Some(std::time::Duration::from_secs(1))));
     assert_eq!(
         error(&with_tail("backend b2\n    server s 127.0.0.1:1 check inter soon\n")),
         "parsing [weir.cfg:2] : 'server' : 'inter' : invalid time value 'soon' (expected a number with an optional unit among us, ms, s, m, h, d; a bare number is in milliseconds)"
@@ -1377,10 +1375,10 @@ fn bad_servers() {
         ("server s 127.0.0.1:1 weight 257", "'weight' : value '257' is out of range (expected an integer between 0 and 256)"),
         ("server s 127.0.0.1:1 maxconn many", "'maxconn' : invalid number 'many' (expected an integer between 0 and 4294967295)"),
         ("server s 127.0.0.1:1 proto h3", "'proto' : unknown proto 'h3' (expected h2 or h1)"),
-        ("server s 127.0.0.1:1 backup", "'backup' is not supported yet"),
+        ("server s 127.0.0.1:1 agent-check", "'agent-check' is not supported yet"),
         ("server s 127.0.0.1:1 ssl verify none", "'ssl' is not supported yet"),
         ("server s 127.0.0.1:1 wieght 2", "unknown option 'wieght'; did you mean 'weight' maybe ?"),
-        ("server s 127.0.0.1:1 zzz", "unknown option 'zzz' (expected 'proto', 'weight', 'maxconn', 'disabled', 'enabled', 'check', 'no-check', 'inter', 'fastinter', 'downinter', 'rise', 'fall')"),
+        ("server s 127.0.0.1:1 zzz", "unknown option 'zzz' (expected 'proto', 'weight', 'maxconn', 'disabled', 'enabled', 'check', 'no-check', 'inter', 'fastinter', 'downinter', 'rise', 'fall', 'port', 'addr', 'check-proto', 'backup', 'no-backup')"),
         ("server s/1 127.0.0.1:1", "character '/' is not permitted in server name 's/1'"),
     ];
     for (line, message) in cases {

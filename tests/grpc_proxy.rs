@@ -379,3 +379,25 @@ async fn server_dying_mid_stream_ends_the_call_cleanly() {
     let st = end.expect("a status, not a clean end");
     assert_eq!(st.code(), Code::Unavailable, "{st:?}");
 }
+
+#[tokio::test]
+async fn several_worker_threads_share_one_port() {
+    let servers = echo_servers(2).await;
+    let addrs: Vec<_> = servers.iter().map(|s| s.addr).collect();
+    let loaded = weir::config::parse_str("test.cfg", &http_config(&addrs, "")).unwrap();
+    let proxy = weir::proxy::start_threads(loaded.config, 3)
+        .await
+        .expect("starts");
+    let addr = fe_addr(&proxy);
+    // Many separate connections: the kernel spreads them over the three
+    // workers' SO_REUSEPORT sockets; every one is served.
+    for i in 0..24 {
+        let mut c = echo_client(addr).await;
+        let r = within(10, c.unary(req(format!("conn {i}").as_bytes())))
+            .await
+            .expect("ok");
+        assert_eq!(r.get_ref().payload.as_ref(), format!("conn {i}").as_bytes());
+    }
+    within(15, proxy.shutdown(Duration::from_secs(5))).await;
+    assert_eq!(servers[0].stats.calls() + servers[1].stats.calls(), 24);
+}

@@ -18,7 +18,9 @@ async fn echo_server() -> SocketAddr {
     let addr = l.local_addr().unwrap();
     tokio::spawn(async move {
         for _ in 0..256 {
-            let Ok((mut s, _)) = l.accept().await else { return };
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
             tokio::spawn(async move {
                 let (mut r, mut w) = s.split();
                 let _ = tokio::io::copy(&mut r, &mut w).await;
@@ -35,7 +37,9 @@ async fn name_server(name: &'static str) -> SocketAddr {
     let addr = l.local_addr().unwrap();
     tokio::spawn(async move {
         for _ in 0..256 {
-            let Ok((mut s, _)) = l.accept().await else { return };
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
             let _ = s.write_all(name.as_bytes()).await;
             let _ = s.shutdown().await;
         }
@@ -63,7 +67,9 @@ async fn hundred_mib_byte_exact_both_ways() {
     let (mut r, mut w) = c.split();
     const TOTAL: usize = 100 << 20;
     let writer = async {
-        let chunk: Vec<u8> = (0..65536u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+        let chunk: Vec<u8> = (0..65536u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+            .collect();
         let mut sent = 0;
         while sent < TOTAL {
             w.write_all(&chunk).await.unwrap();
@@ -72,7 +78,9 @@ async fn hundred_mib_byte_exact_both_ways() {
         w.shutdown().await.unwrap();
     };
     let reader = async {
-        let expect: Vec<u8> = (0..65536u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+        let expect: Vec<u8> = (0..65536u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+            .collect();
         let mut got = 0usize;
         let mut buf = vec![0u8; 65536];
         loop {
@@ -146,7 +154,11 @@ async fn idle_session_is_closed_but_a_moving_one_lives() {
     // Idle from `t` on: closed by weir ~300 ms later.
     let mut rest = Vec::new();
     within(5, c.read_to_end(&mut rest)).await.unwrap();
-    assert!(t.elapsed() >= Duration::from_millis(250), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        t.elapsed()
+    );
     assert!(rest.is_empty());
 }
 
@@ -172,7 +184,10 @@ async fn tcplog_lines_follow_haproxy_layout() {
     let f: Vec<&str> = line.split(' ').collect();
     assert_eq!(f.len(), 9, "{line}");
     assert_eq!(f[0], format!("127.0.0.1:{client_port}"));
-    assert!(f[1].starts_with('[') && f[1].ends_with(']') && f[1].len() == 26, "{line}");
+    assert!(
+        f[1].starts_with('[') && f[1].ends_with(']') && f[1].len() == 26,
+        "{line}"
+    );
     assert_eq!(f[2], "fe");
     assert_eq!(f[3], "be/srv1");
     let timers: Vec<i64> = f[4].split('/').map(|t| t.parse().unwrap()).collect();
@@ -185,15 +200,24 @@ async fn tcplog_lines_follow_haproxy_layout() {
 
     // A dead server: termination SC, connect time -1.
     drop(proxy);
-    let dead = std::net::TcpListener::bind(ANY).unwrap().local_addr().unwrap();
-    let cfg = tcp_config(&[("gone", dead)], &format!("    log {log_addr} format raw local0\n    option tcplog\n"));
+    let dead = std::net::TcpListener::bind(ANY)
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let cfg = tcp_config(
+        &[("gone", dead)],
+        &format!("    log {log_addr} format raw local0\n    option tcplog\n"),
+    );
     let proxy = start_proxy(&cfg).await;
     let mut c = TcpStream::connect(fe_addr(&proxy)).await.unwrap();
     let mut rest = Vec::new();
     within(5, c.read_to_end(&mut rest)).await.unwrap();
     let n = within(5, syslog.recv(&mut buf)).await.unwrap();
     let line = std::str::from_utf8(&buf[..n]).unwrap();
-    assert!(line.contains(" be/gone ") && line.contains("/-1/") && line.contains(" SC "), "{line}");
+    assert!(
+        line.contains(" be/gone ") && line.contains("/-1/") && line.contains(" SC "),
+        "{line}"
+    );
 }
 
 #[tokio::test]
@@ -208,7 +232,9 @@ async fn grpc_over_l4_sticks_to_one_server_per_connection() {
     let mut client = echo_client(fe_addr(&proxy)).await;
     let mut seen = HashMap::new();
     for _ in 0..30 {
-        let r = within(10, client.unary(EchoRequest::default())).await.expect("ok");
+        let r = within(10, client.unary(EchoRequest::default()))
+            .await
+            .expect("ok");
         *seen.entry(r.into_inner().server).or_insert(0) += 1;
     }
     // L4's nature: one connection, one server (mode http balances per call).

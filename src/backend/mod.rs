@@ -20,8 +20,16 @@ pub use server::{Server, UpstreamProto};
 pub struct Backend {
     pub name: String,
     pub mode: Mode,
+    /// Every server, in file order (active and backup).
     pub servers: Vec<Arc<Server>>,
+    /// Non-`backup` servers: the ones the balancer walks.
+    active: Vec<Arc<Server>>,
+    /// `backup` servers, in file order: the first usable one takes the
+    /// traffic when no active server is up.
+    backups: Vec<Arc<Server>>,
     pub timeouts: Timeouts,
+    /// What health checks of this backend's servers do.
+    pub check: config::HealthCheck,
     balancer: Box<dyn Balancer>,
     /// Woken when a call slot frees up while calls are queued.
     slot_freed: Notify,
@@ -51,7 +59,8 @@ impl Backend {
             .iter()
             .map(|s| Arc::new(Server::from_config(s)))
             .collect();
-        let weights: Vec<u32> = servers.iter().map(|s| s.weight).collect();
+        let (backups, active): (Vec<_>, Vec<_>) = servers.iter().cloned().partition(|s| s.backup);
+        let weights: Vec<u32> = active.iter().map(|s| s.weight).collect();
         let balancer: Box<dyn Balancer> = match b.balance {
             config::Balance::RoundRobin => Box::new(RoundRobin::new(&weights)),
         };
@@ -59,7 +68,10 @@ impl Backend {
             name: b.name.clone(),
             mode: b.mode,
             servers,
+            active,
+            backups,
             timeouts: b.timeouts.clone(),
+            check: b.check.clone(),
             balancer,
             slot_freed: Notify::new(),
             queued: AtomicUsize::new(0),
@@ -78,13 +90,23 @@ impl Backend {
         )
     }
 
-    /// Picks a usable server now, if there is one.
+    /// Picks a usable server now, if there is one. Backup servers are only
+    /// considered when no active server is eligible (up, not in maintenance,
+    /// with a weight); then the first eligible backup takes the call, like
+    /// HAProxy without `option allbackups`.
     fn try_pick(self: &Arc<Self>) -> Option<Slot> {
-        let idx = self.balancer.pick(&self.servers, &mut |s| {
-            s.is_eligible() && s.try_take().is_some()
-        })?;
+        let server = if self.backups.is_empty() || self.active.iter().any(|s| s.is_eligible()) {
+            let idx = self.balancer.pick(&self.active, &mut |s| {
+                s.is_eligible() && s.try_take().is_some()
+            })?;
+            self.active[idx].clone()
+        } else {
+            let first = self.backups.iter().find(|s| s.is_eligible())?;
+            first.try_take()?;
+            first.clone()
+        };
         Some(Slot {
-            server: self.servers[idx].clone(),
+            server,
             backend: self.clone(),
         })
     }

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::backend::h1pool::H1Pool;
 use crate::backend::pool::H2Pool;
@@ -29,6 +29,9 @@ pub struct ServerState {
     pub inflight: AtomicU32,
     /// Calls or connections sent to this server since start.
     pub total: AtomicU64,
+    /// Health-check bookkeeping: written by the server's check task, read
+    /// by tests and stats; the data path never locks it.
+    pub health: Mutex<crate::health::HealthStatus>,
 }
 
 pub struct Server {
@@ -38,6 +41,10 @@ pub struct Server {
     pub weight: u32,
     /// 0 = no limit.
     pub maxconn: u32,
+    /// `check` settings; `None` when the server is not checked (always up).
+    pub check: Option<config::CheckParams>,
+    /// `backup`: only used when no active server is up.
+    pub backup: bool,
     pub state: ServerState,
     pub h2: H2Pool,
     pub h1: H1Pool,
@@ -54,15 +61,23 @@ impl Server {
             },
             weight: s.weight,
             maxconn: s.maxconn.unwrap_or(0),
+            check: s.check.then(|| s.check_params.clone()),
+            backup: s.backup,
             state: ServerState {
                 maint: AtomicBool::new(s.disabled),
                 up: AtomicBool::new(true),
                 inflight: AtomicU32::new(0),
                 total: AtomicU64::new(0),
+                health: Mutex::default(),
             },
             h2: H2Pool::new(s.addr),
             h1: H1Pool::default(),
         }
+    }
+
+    /// Up (health) and not in maintenance; weight not considered.
+    pub fn is_up(&self) -> bool {
+        !self.state.maint.load(Ordering::Relaxed) && self.state.up.load(Ordering::Relaxed)
     }
 
     /// Up, not in maintenance and with a weight.

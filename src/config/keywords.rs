@@ -247,6 +247,12 @@ pub(crate) static KEYWORDS: &[Keyword] = &[
         P(p::server),
     ),
     kw("retries", BE, "retries <number>", P(p::retries)),
+    kw(
+        "default-server",
+        BE,
+        "default-server [<option> ...]",
+        P(p::default_server),
+    ),
     ignored("errorfile", PROXY, Yet),
     ignored("log-format", FE, Yet),
     ignored("log-tag", PROXY, Yet),
@@ -263,14 +269,23 @@ pub(crate) static KEYWORDS: &[Keyword] = &[
     unsupported("tcp-response", PROXY),
     unsupported("redirect", FRONTEND | BACKEND | LISTEN),
     unsupported("use-server", BACKEND | LISTEN),
-    unsupported("default-server", BE),
     unsupported("server-template", BACKEND | LISTEN),
     unsupported("hash-type", BE),
     unsupported("cookie", BE),
     unsupported("stick-table", FRONTEND | BACKEND | LISTEN),
     unsupported("stick", BACKEND | LISTEN),
-    unsupported("http-check", BE),
-    unsupported("tcp-check", BE),
+    kw(
+        "http-check",
+        BE,
+        "http-check { send [meth <m>] [uri <u>] [ver <v>] [hdr <n> <v>]* | expect [!] <matcher> <pattern> }",
+        P(p::check::http_check),
+    ),
+    kw(
+        "tcp-check",
+        BE,
+        "tcp-check { connect [port <n>] | send <string> | send-binary <hex> | expect [!] <matcher> <pattern> }",
+        P(p::check::tcp_check),
+    ),
     unsupported("source", BE),
     unsupported("monitor-uri", FE),
     unsupported("stats", PROXY),
@@ -300,6 +315,12 @@ pub(crate) enum Cap {
 pub(crate) enum OptionKind {
     Httplog,
     Tcplog,
+    /// `option grpc-check [<service>]` (weir's own).
+    GrpcCheck,
+    /// `option tcp-check`
+    TcpCheck,
+    /// `option httpchk [<method> <uri> [<version>]]`
+    HttpChk,
     Ignored(Effect),
 }
 
@@ -337,9 +358,10 @@ pub(crate) static OPTIONS: &[OptionDef] = &[
     opt("abortonclose", OB, false, Ign(Yet)),
     opt("allbackups", OB, false, Ign(Yet)),
     opt("persist", OB, false, Ign(Yet)),
-    opt("httpchk", OB, true, Ign(Yet)),
+    opt("httpchk", OB, true, OptionKind::HttpChk),
+    opt("grpc-check", OB, true, OptionKind::GrpcCheck),
     opt("ssl-hello-chk", OB, false, Ign(Yet)),
-    opt("tcp-check", OB, false, Ign(Yet)),
+    opt("tcp-check", OB, false, OptionKind::TcpCheck),
     opt("tcpka", OA, false, Ign(Yet)),
     opt("clitcpka", OF, false, Ign(Yet)),
     opt("srvtcpka", OB, false, Ign(Yet)),
@@ -437,7 +459,6 @@ pub(crate) static BIND_UNSUPPORTED: &[&str] = &[
 
 /// HAProxy `server` options that weir rejects as "not supported yet".
 pub(crate) static SERVER_UNSUPPORTED: &[&str] = &[
-    "backup",
     "ssl",
     "verify",
     "verifyhost",
@@ -452,7 +473,6 @@ pub(crate) static SERVER_UNSUPPORTED: &[&str] = &[
     "check-ssl",
     "check-sni",
     "check-alpn",
-    "check-proto",
     "check-send-proxy",
     "send-proxy",
     "send-proxy-v2",
@@ -482,8 +502,6 @@ pub(crate) static SERVER_UNSUPPORTED: &[&str] = &[
     "pool-low-conn",
     "tfo",
     "ws",
-    "port",
-    "addr",
     "maxqueue",
     "minconn",
     "max-reuse",
@@ -508,6 +526,11 @@ pub(crate) static SERVER_OPTIONS: &[&str] = &[
     "downinter",
     "rise",
     "fall",
+    "port",
+    "addr",
+    "check-proto",
+    "backup",
+    "no-backup",
 ];
 
 /// `balance` algorithms HAProxy has and weir does not (yet).

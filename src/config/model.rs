@@ -5,7 +5,7 @@
 //! resolved; names are already checked to be unique and every reference
 //! (`default_backend`, `use_backend`) is known to exist.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -184,6 +184,9 @@ pub struct Backend {
     pub timeouts: Timeouts,
     pub options: Options,
     pub logs: Vec<LogTarget>,
+    /// What a health check of this backend's servers does (`option
+    /// grpc-check`, `option tcp-check`, `option httpchk`; default: connect).
+    pub check: HealthCheck,
 }
 
 /// `server <name> <addr>:<port> [proto h2] [weight N] [maxconn N] [disabled] [check]`
@@ -203,6 +206,123 @@ pub struct Server {
     pub maxconn: Option<u32>,
     /// `disabled`: starts in maintenance, never picked.
     pub disabled: bool,
-    /// `check`: active health checks requested (implemented by the health-check issue).
+    /// `check`: active health checks of this server.
     pub check: bool,
+    /// `inter`, `fastinter`, `downinter`, `rise`, `fall`, `port`, `addr`,
+    /// `check-proto` (used only with `check`).
+    pub check_params: CheckParams,
+    /// `backup`: used only when no active (non-backup) server is up.
+    pub backup: bool,
+}
+
+/// Per-server health-check settings. Defaults are HAProxy's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckParams {
+    /// `inter <time>`: delay between two checks of a healthy server (2s).
+    pub inter: Duration,
+    /// `fastinter <time>`: delay while a state change is pending (default: `inter`).
+    pub fastinter: Option<Duration>,
+    /// `downinter <time>`: delay while the server is fully down (default: `inter`).
+    pub downinter: Option<Duration>,
+    /// `rise <n>`: consecutive successes that bring a DOWN server UP (2).
+    pub rise: u32,
+    /// `fall <n>`: consecutive failures that take an UP server DOWN (3).
+    pub fall: u32,
+    /// `port <n>`: port checks connect to (default: the server's).
+    pub port: Option<u16>,
+    /// `addr <ip>`: address checks connect to (default: the server's).
+    pub addr: Option<IpAddr>,
+    /// `check-proto h2|h1`: protocol of `option httpchk` checks (default: HTTP/1.1).
+    pub proto: Option<Proto>,
+}
+
+impl Default for CheckParams {
+    fn default() -> Self {
+        CheckParams {
+            inter: Duration::from_millis(2000),
+            fastinter: None,
+            downinter: None,
+            rise: 2,
+            fall: 3,
+            port: None,
+            addr: None,
+            proto: None,
+        }
+    }
+}
+
+/// The kind of health check a backend runs on its servers with `check`.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum HealthCheck {
+    /// A TCP connection that opens is a success (HAProxy's default check).
+    #[default]
+    Connect,
+    /// `option grpc-check [<service>]`: `grpc.health.v1.Health/Check` over h2c.
+    Grpc { service: String },
+    /// `option tcp-check` and its `tcp-check` rules, in order.
+    Tcp(Vec<TcpCheckRule>),
+    /// `option httpchk` (+ `http-check send` / `http-check expect`).
+    Http(HttpCheck),
+}
+
+/// One `tcp-check` rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TcpCheckRule {
+    /// `tcp-check connect [port N]`
+    Connect { port: Option<u16> },
+    /// `tcp-check send <string>` / `tcp-check send-binary <hex>`
+    Send(Vec<u8>),
+    /// `tcp-check expect [!] <matcher> <pattern>`
+    Expect(Expect),
+}
+
+/// `expect [!] <matcher> <pattern>` of `tcp-check` or `http-check`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Expect {
+    /// `!`: the rule succeeds when the pattern does *not* match.
+    pub negate: bool,
+    pub pattern: Pattern,
+}
+
+/// What an `expect` rule looks for. Regexes are validated at parse time and
+/// kept as text (the model stays plain data).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Pattern {
+    /// `string <text>`: the bytes appear in the response (body for HTTP).
+    String(Vec<u8>),
+    /// `binary <hex>`: the decoded bytes appear in the response.
+    Binary(Vec<u8>),
+    /// `rstring <regex>`: the regex matches the response (as lossy UTF-8).
+    Rstring(String),
+    /// `rbinary <regex>`: the regex matches the response written as upper-case hex.
+    Rbinary(String),
+    /// `status <code>[,<code>...]` (HTTP only); a code may be a range `200-399`.
+    Status(Vec<(u16, u16)>),
+    /// `rstatus <regex>` (HTTP only): matched against the 3-digit status.
+    Rstatus(String),
+}
+
+/// `option httpchk` / `http-check send` / `http-check expect`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpCheck {
+    pub method: String,
+    pub uri: String,
+    /// `HTTP/1.1` or `HTTP/1.0`, as written (HTTP/2 is `check-proto h2`).
+    pub version: String,
+    /// `hdr <name> <value>` of `http-check send`.
+    pub headers: Vec<(String, String)>,
+    /// `None`: any 2xx or 3xx status passes, like HAProxy.
+    pub expect: Option<Expect>,
+}
+
+impl Default for HttpCheck {
+    fn default() -> Self {
+        HttpCheck {
+            method: "OPTIONS".into(),
+            uri: "/".into(),
+            version: "HTTP/1.0".into(),
+            headers: Vec::new(),
+            expect: None,
+        }
+    }
 }

@@ -18,6 +18,8 @@ use super::{
 };
 use super::{Diagnostic, Diags};
 
+pub(crate) mod check;
+
 pub(crate) type R = Result<(), String>;
 
 /// Everything a keyword parser needs to know about its line.
@@ -107,6 +109,10 @@ pub(crate) struct ProxyDraft {
     pub use_backends: Vec<UseBackend>,
     pub binds: Vec<Bind>,
     pub servers: Vec<Server>,
+    /// `default-server` options, in order (applied before each server's own).
+    pub default_server: Vec<String>,
+    /// Health-check kind and rules (`option grpc-check`, `tcp-check`, ...).
+    pub check: check::CheckDraft,
 }
 
 /// A proxy's `log` line: `log global` is expanded once `global` is known.
@@ -388,6 +394,9 @@ pub(crate) fn option(ctx: &mut Ctx, p: &mut ProxyDraft) -> R {
             p.options.tcplog = on;
             p.options.httplog &= !on;
         }
+        OptionKind::GrpcCheck | OptionKind::TcpCheck | OptionKind::HttpChk => {
+            check::option(ctx, p, &def.kind)?
+        }
         OptionKind::Ignored(effect) => ctx.warn_plain(effect.warning(&shown)),
     }
     Ok(())
@@ -503,17 +512,6 @@ pub(crate) fn bind(ctx: &mut Ctx, p: &mut ProxyDraft) -> R {
     Ok(())
 }
 
-/// Value of server option `word` at argument `i`.
-fn option_value<'a>(
-    ctx: &Ctx<'a>,
-    i: usize,
-    word: &str,
-    expected: &str,
-) -> Result<&'a str, String> {
-    ctx.arg(i + 1)
-        .ok_or_else(|| format!("'{word}' : missing value (expected {expected})"))
-}
-
 pub(crate) fn server(ctx: &mut Ctx, p: &mut ProxyDraft) -> R {
     let name = ctx.need(1, "<name>")?;
     check_name(name, "server")?;
@@ -537,12 +535,48 @@ pub(crate) fn server(ctx: &mut Ctx, p: &mut ProxyDraft) -> R {
         maxconn: None,
         disabled: false,
         check: false,
+        check_params: Default::default(),
+        backup: false,
     };
-    let mut unused: Vec<&str> = Vec::new();
-    let mut i = 3;
-    while let Some(word) = ctx.arg(i) {
+    // `default-server` options were checked on their own line.
+    server_options(&p.default_server, &mut s)?;
+    server_options(&ctx.words[3..], &mut s)?;
+    p.servers.push(s);
+    Ok(())
+}
+
+/// `default-server [<option> ...]`: options every later `server` line of
+/// the section starts with (its own options override them).
+pub(crate) fn default_server(ctx: &mut Ctx, p: &mut ProxyDraft) -> R {
+    let mut probe = Server {
+        name: String::new(),
+        loc: ctx.loc.clone(),
+        addr: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
+        addr_text: String::new(),
+        proto: None,
+        weight: 1,
+        maxconn: None,
+        disabled: false,
+        check: false,
+        check_params: Default::default(),
+        backup: false,
+    };
+    server_options(&ctx.words[1..], &mut probe)?;
+    p.default_server.extend(ctx.words[1..].iter().cloned());
+    Ok(())
+}
+
+/// Applies `server` options (the words after the address) to `s`.
+fn server_options(words: &[String], s: &mut Server) -> R {
+    let mut i = 0;
+    while let Some(word) = words.get(i).map(String::as_str) {
         let with = |e: String| format!("'{word}' : {e}");
-        let value = |expected: &str| option_value(ctx, i, word, expected);
+        let value = |expected: &str| {
+            words
+                .get(i + 1)
+                .map(String::as_str)
+                .ok_or_else(|| format!("'{word}' : missing value (expected {expected})"))
+        };
         match word {
             "proto" => s.proto = Some(proto(value("h2 or h1")?).map_err(with)?),
             "weight" => s.weight = parse_u32(value("0-256")?, 0, 256).map_err(with)?,
@@ -550,35 +584,30 @@ pub(crate) fn server(ctx: &mut Ctx, p: &mut ProxyDraft) -> R {
                 let n = parse_u32(value("a number")?, 0, u32::MAX).map_err(with)?;
                 s.maxconn = (n > 0).then_some(n);
             }
-            "inter" | "fastinter" | "downinter" => {
-                parse_time(value("a time")?).map_err(with)?;
-                unused.push(word);
-            }
-            "rise" | "fall" => {
-                parse_u32(value("a number")?, 1, u32::MAX).map_err(with)?;
-                unused.push(word);
+            "inter" | "fastinter" | "downinter" | "rise" | "fall" | "port" | "addr"
+            | "check-proto" => {
+                let expected = match word {
+                    "inter" | "fastinter" | "downinter" => "a time",
+                    "addr" => "an IP address",
+                    "check-proto" => "h2 or h1",
+                    _ => "a number",
+                };
+                check::server_option(&mut s.check_params, word, value(expected)?).map_err(with)?
             }
             "disabled" | "enabled" => s.disabled = word == "disabled",
             "check" | "no-check" => s.check = word == "check",
+            "backup" | "no-backup" => s.backup = word == "backup",
             _ if SERVER_UNSUPPORTED.contains(&word) => {
                 return Err(format!("'{word}' is not supported yet"))
             }
             _ => return Err(unknown_option(word, SERVER_OPTIONS, SERVER_UNSUPPORTED)),
         }
-        i += if matches!(word, "disabled" | "enabled" | "check" | "no-check") {
-            1
-        } else {
-            2
-        };
+        let flag = matches!(
+            word,
+            "disabled" | "enabled" | "check" | "no-check" | "backup" | "no-backup"
+        );
+        i += if flag { 1 } else { 2 };
     }
-    if !unused.is_empty() {
-        let list: Vec<String> = unused.iter().map(|w| format!("'{w}'")).collect();
-        ctx.warn(format!(
-            "{} ignored: health checks come in a later release",
-            list.join(", ")
-        ));
-    }
-    p.servers.push(s);
     Ok(())
 }
 

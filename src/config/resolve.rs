@@ -189,6 +189,10 @@ impl State {
                 .map(|i| self.defaults[i].draft.clone())
                 .unwrap_or_default(),
         };
+        let base = ProxyDraft {
+            check: base.check.inherited(),
+            ..base
+        };
         self.current = Some(Open {
             kind,
             name,
@@ -344,6 +348,7 @@ fn backend_of(s: &Section, global: &Global) -> Backend {
         timeouts: d.timeouts.clone(),
         options: d.options.clone(),
         logs: expand_logs(&d.logs, global),
+        check: d.check.finish(),
     }
 }
 

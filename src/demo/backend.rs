@@ -221,7 +221,7 @@ pub async fn spawn_backend(
     let service = CodenameCreatorServer::new(CodenameBackend::new(name)?);
     // SO_REUSEADDR: the demo's fixed ports (50051..) sit in Linux's ephemeral
     // range, where a TIME_WAIT connection can hold them for a minute.
-    let listener = crate::listener::bind(addr)?;
+    let listener = tokio::net::TcpListener::from_std(crate::listener::bind(addr, false)?)?;
     let local = listener.local_addr()?;
     let incoming = TcpListenerStream::new(listener);
     let (tx, rx) = oneshot::channel::<()>();

@@ -69,9 +69,9 @@ pub struct Logger {
 /// Syslog facility number for a name (`local0` = 16).
 pub fn facility_code(name: &str) -> u8 {
     const NAMES: [&str; 24] = [
-        "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron",
-        "auth2", "ftp", "ntp", "audit", "alert", "cron2", "local0", "local1", "local2", "local3",
-        "local4", "local5", "local6", "local7",
+        "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "auth2",
+        "ftp", "ntp", "audit", "alert", "cron2", "local0", "local1", "local2", "local3", "local4",
+        "local5", "local6", "local7",
     ];
     NAMES.iter().position(|n| *n == name).unwrap_or(16) as u8
 }
@@ -82,8 +82,12 @@ impl Logger {
         let mut out = Vec::new();
         for t in targets {
             let (sink, format, facility) = match t {
-                LogTarget::Stdout { format, facility } => (Sink::Stream(Stream::Stdout), *format, facility),
-                LogTarget::Stderr { format, facility } => (Sink::Stream(Stream::Stderr), *format, facility),
+                LogTarget::Stdout { format, facility } => {
+                    (Sink::Stream(Stream::Stdout), *format, facility)
+                }
+                LogTarget::Stderr { format, facility } => {
+                    (Sink::Stream(Stream::Stderr), *format, facility)
+                }
                 LogTarget::Udp {
                     addr,
                     format,
@@ -127,7 +131,9 @@ impl Logger {
             let pri = u32::from(t.facility) * 8 + u32::from(SEVERITY_INFO);
             let mut msg = match t.format {
                 LogFormat::Raw => line.to_string(),
-                LogFormat::Rfc3164 => format!("<{pri}>{} weir[{}]: {line}", now.rfc3164(), self.pid),
+                LogFormat::Rfc3164 => {
+                    format!("<{pri}>{} weir[{}]: {line}", now.rfc3164(), self.pid)
+                }
                 LogFormat::Rfc5424 => format!(
                     "<{pri}>1 {} {} weir {} - - {line}",
                     now.rfc5424(),
@@ -174,7 +180,8 @@ mod tests {
     #[test]
     fn udp_syslog_lines_arrive_in_each_format() {
         let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
-        rx.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+        rx.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
         let addr = rx.local_addr().unwrap();
         for (format, check) in [
             (LogFormat::Raw, "hello" as &str),

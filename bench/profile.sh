@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Profile weir under the load of benchmark scenario (a) (small unary calls,
+# h2load -c 16 -m 32) and print its hottest functions. See docs/benchmarks.md.
+#
+#   bench/profile.sh perf      [--seconds N] [--no-build]   # sampling (cpu-clock), DWARF call graphs
+#   bench/profile.sh callgrind [--calls N]   [--no-build]   # exact instruction counts, ~50x slower
+#
+# Output goes to bench/results/profile-<tool>/: the raw profile (perf.data or
+# callgrind.out), report-inclusive.txt and report-self.txt. Environment:
+# PROXY_CPUS (0) for weir, LOAD_CPUS (1) for h2load and the two backends.
+# Every process started here is kept by PID and stopped by PID.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tool="${1:-}"
+case "$tool" in perf|callgrind) shift ;; *) sed -n '2,13p' "$0"; exit 2 ;; esac
+seconds=8
+calls=20000
+build=1
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --seconds) seconds="$2"; shift ;;
+        --calls) calls="$2"; shift ;;
+        --no-build) build=0 ;;
+        *) echo "unknown option $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+proxy_cpus="${PROXY_CPUS:-0}"
+load_cpus="${LOAD_CPUS:-1}"
+export PATH="$PATH:/usr/sbin:/sbin"
+if [ "$tool" = perf ] && ! command -v perf >/dev/null 2>&1; then
+    echo "perf is not installed (Debian: apt-get install linux-perf)" >&2; exit 1
+fi
+if [ "$tool" = callgrind ] && ! command -v valgrind >/dev/null 2>&1; then
+    echo "valgrind is not installed (apt-get install valgrind)" >&2; exit 1
+fi
+command -v h2load >/dev/null 2>&1 || { echo "h2load missing: run bench/run.sh once or apt-get install nghttp2-client" >&2; exit 1; }
+[ "$build" = 1 ] && cargo build --release --quiet -p weir -p weir-echo
+
+out="bench/results/profile-$tool"
+rm -rf "$out"; mkdir -p "$out"
+work="$(mktemp -d /tmp/weir-profile-XXXXXX)"
+# Snapshot the binaries: a parallel `cargo build` must not swap them mid-run.
+cp target/release/weir target/release/weir-echo "$work/"
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+    rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() {
+    for _ in $(seq 1 200); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.05
+    done
+    echo "nothing listens on 127.0.0.1:$1" >&2; return 1
+}
+be1=$(port); be2=$(port); fe=$(port)
+taskset -c "$load_cpus" "$work/weir-echo" --listen "127.0.0.1:$be1" --id echo1 >"$work/echo1.log" 2>&1 & pids+=($!)
+taskset -c "$load_cpus" "$work/weir-echo" --listen "127.0.0.1:$be2" --id echo2 >"$work/echo2.log" 2>&1 & pids+=($!)
+sed -e "s/@@THREADS@@/1/; s/@@MAXCONN@@/10200/; s/@@PORT@@/$fe/; s/@@BE1@@/$be1/; s/@@BE2@@/$be2/" \
+    bench/configs/proxy-http.cfg >"$work/weir.cfg"
+python3 bench/grpc_body.py "$work/body.bin" --payload 64
+wait_port "$be1"; wait_port "$be2"
+
+h2() {  # h2load, scenario (a)'s shape
+    taskset -c "$load_cpus" h2load -c 16 -m 32 "$@" -d "$work/body.bin" \
+        -H 'content-type: application/grpc' -H 'te: trailers' "http://127.0.0.1:$fe/weir.echo.Echo/Unary" \
+        | grep -E '^(finished|requests|status codes)'
+}
+
+if [ "$tool" = perf ]; then
+    taskset -c "$proxy_cpus" "$work/weir" -f "$work/weir.cfg" 2>"$work/weir.log" & weir=$!; pids+=($weir)
+    wait_port "$fe"
+    h2 -D 1 >/dev/null   # warm-up: pools, allocator
+    perf record -e cpu-clock -F 999 --call-graph dwarf,16384 -p "$weir" -o "$out/perf.data" \
+        -- sleep "$seconds" 2>"$out/perf-record.log" & rec=$!
+    h2 -D "$seconds"
+    wait "$rec" || true
+    perf report -i "$out/perf.data" --children --no-inline --stdio --no-call-graph --percent-limit 1 \
+        --sort symbol 2>/dev/null >"$out/report-inclusive.txt" || true
+    perf report -i "$out/perf.data" --no-children --stdio --no-call-graph --percent-limit 0.5 \
+        --sort dso,symbol 2>/dev/null >"$out/report-self.txt" || true
+else
+    taskset -c "$proxy_cpus" valgrind --tool=callgrind --callgrind-out-file="$out/callgrind.out" \
+        --separate-threads=no "$work/weir" -f "$work/weir.cfg" 2>"$work/weir.log" & weir=$!; pids+=($weir)
+    wait_port "$fe" || { cat "$work/weir.log"; exit 1; }
+    h2 -n "$calls"
+    kill -TERM "$weir"
+    for _ in $(seq 1 600); do kill -0 "$weir" 2>/dev/null || break; sleep 0.1; done
+    wait "$weir" || true
+    callgrind_annotate --inclusive=yes "$out/callgrind.out" >"$out/report-inclusive.txt" 2>/dev/null || true
+    callgrind_annotate "$out/callgrind.out" >"$out/report-self.txt" 2>/dev/null || true
+fi
+echo "== inclusive (top)"; grep -v "^#" "$out/report-inclusive.txt" | grep -v "^$" | head -40 | cut -c1-200 || true
+echo "== self (top)"; grep -v "^#" "$out/report-self.txt" | grep -v "^$" | head -40 | cut -c1-200 || true
+echo "raw profile and reports: $out/"
