@@ -17,6 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
+use crate::backend::balance::{hash_ip, PickCtx};
 use crate::error::{ErrorKind, ProxyError};
 use crate::http::idle::{Activity, IdleTimer};
 use crate::observe::tcplog::TcpLog;
@@ -108,7 +109,12 @@ pub async fn serve(
     let mut srvconn = 0;
 
     let term: &str = 'session: {
-        let slot = match backend.take().await {
+        let slot = match backend
+            .take(&PickCtx {
+                hash: Some(hash_ip(peer.ip())),
+            })
+            .await
+        {
             Ok(s) => s,
             Err(e) => {
                 tracing::debug!(frontend = %fe.name, %peer, error = %e, "no server for tcp connection");

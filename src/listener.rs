@@ -118,7 +118,7 @@ async fn handle_conn(
     shutdown: watch::Receiver<bool>,
 ) {
     match fe.mode {
-        Mode::Http => crate::http::serve(stream, fe, builder, shutdown).await,
+        Mode::Http => crate::http::serve(stream, peer, fe, builder, shutdown).await,
         Mode::Tcp => crate::l4::serve(stream, peer, fe, shutdown).await,
     }
 }

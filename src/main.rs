@@ -7,6 +7,11 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc: measured to cut weir's CPU per proxied call against glibc's
+/// malloc (docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "weir",

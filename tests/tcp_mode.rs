@@ -240,3 +240,130 @@ async fn grpc_over_l4_sticks_to_one_server_per_connection() {
     // L4's nature: one connection, one server (mode http balances per call).
     assert_eq!(seen.len(), 1, "{seen:?}");
 }
+
+/// Writes its name on connect, then echoes until EOF (holds the connection).
+async fn named_echo(name: &'static str) -> SocketAddr {
+    let l = TcpListener::bind(ANY).await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        for _ in 0..256 {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let _ = s.write_all(name.as_bytes()).await;
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    addr
+}
+
+/// Connects (optionally from a given local IP) and reads the server's name.
+async fn who(addr: SocketAddr, from: Option<&str>) -> (TcpStream, String) {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    if let Some(ip) = from {
+        sock.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+    }
+    let mut c = sock.connect(addr).await.unwrap();
+    let mut name = [0u8; 1];
+    within(5, c.read_exact(&mut name)).await.unwrap();
+    (c, String::from_utf8_lossy(&name).into_owned())
+}
+
+fn algo_config(algo: &str, servers: &[(&str, SocketAddr)], server_extra: &str) -> String {
+    let lines: String = servers
+        .iter()
+        .map(|(n, a)| format!("    server {n} {a} {server_extra}\n"))
+        .collect();
+    format!(
+        "defaults\n    mode tcp\n    timeout connect 2s\nfrontend fe\n    bind 127.0.0.1:0\n    default_backend be\n\
+         backend be\n    balance {algo}\n{lines}"
+    )
+}
+
+#[tokio::test]
+async fn leastconn_sends_new_connections_to_the_least_busy_server() {
+    let servers = [
+        ("a", named_echo("a").await),
+        ("b", named_echo("b").await),
+        ("c", named_echo("c").await),
+    ];
+    let proxy = start_proxy(&algo_config("leastconn", &servers, "")).await;
+    let addr = fe_addr(&proxy);
+    let (c1, n1) = who(addr, None).await;
+    let (_c2, n2) = who(addr, None).await;
+    let (_c3, n3) = who(addr, None).await;
+    let mut names = vec![n1.clone(), n2, n3];
+    names.sort();
+    assert_eq!(names, ["a", "b", "c"], "one connection each");
+    // The server of c1 becomes the only idle one: it gets the next connection.
+    drop(c1);
+    let be = proxy.backend("be").unwrap();
+    for _ in 0..200 {
+        if be
+            .servers
+            .iter()
+            .map(|s| s.state.inflight.load(std::sync::atomic::Ordering::Relaxed))
+            .sum::<u32>()
+            == 2
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (_c4, n4) = who(addr, None).await;
+    assert_eq!(n4, n1);
+}
+
+#[tokio::test]
+async fn source_hash_keeps_a_client_ip_on_one_server() {
+    let servers = [
+        ("a", named_echo("a").await),
+        ("b", named_echo("b").await),
+        ("c", named_echo("c").await),
+    ];
+    let proxy = start_proxy(&algo_config("source", &servers, "")).await;
+    let addr = fe_addr(&proxy);
+    let mut by_ip = HashMap::new();
+    for i in 1..=12 {
+        let ip = format!("127.0.0.{i}");
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            seen.push(who(addr, Some(&ip)).await.1);
+        }
+        assert!(seen.iter().all(|n| *n == seen[0]), "{ip} moved: {seen:?}");
+        by_ip.insert(ip, seen[0].clone());
+    }
+    let distinct: std::collections::HashSet<_> = by_ip.values().collect();
+    assert!(
+        distinct.len() >= 2,
+        "12 client IPs all hashed to one server: {by_ip:?}"
+    );
+}
+
+#[tokio::test]
+async fn first_fills_servers_in_order() {
+    let servers = [("a", named_echo("a").await), ("b", named_echo("b").await)];
+    let proxy = start_proxy(&algo_config("first", &servers, "maxconn 1")).await;
+    let addr = fe_addr(&proxy);
+    let (c1, n1) = who(addr, None).await;
+    let (_c2, n2) = who(addr, None).await;
+    assert_eq!((n1.as_str(), n2.as_str()), ("a", "b"));
+    drop(c1);
+    let be = proxy.backend("be").unwrap();
+    for _ in 0..200 {
+        if be.servers[0]
+            .state
+            .inflight
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == 0
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (_c3, n3) = who(addr, None).await;
+    assert_eq!(n3, "a", "the first server has room again");
+}

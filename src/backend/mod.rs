@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 
 use crate::config::{self, Mode, Timeouts};
 use crate::error::{ErrorKind, ProxyError};
-use balance::{Balancer, RoundRobin};
+use balance::{Balancer, First, LeastConn, PickCtx, RoundRobin, Source};
 pub use server::{Server, UpstreamProto};
 
 pub struct Backend {
@@ -63,6 +63,9 @@ impl Backend {
         let weights: Vec<u32> = active.iter().map(|s| s.weight).collect();
         let balancer: Box<dyn Balancer> = match b.balance {
             config::Balance::RoundRobin => Box::new(RoundRobin::new(&weights)),
+            config::Balance::LeastConn => Box::new(LeastConn::default()),
+            config::Balance::First => Box::new(First),
+            config::Balance::Source => Box::new(Source::new(&weights)),
         };
         Backend {
             name: b.name.clone(),
@@ -94,9 +97,9 @@ impl Backend {
     /// considered when no active server is eligible (up, not in maintenance,
     /// with a weight); then the first eligible backup takes the call, like
     /// HAProxy without `option allbackups`.
-    fn try_pick(self: &Arc<Self>) -> Option<Slot> {
+    fn try_pick(self: &Arc<Self>, ctx: &PickCtx) -> Option<Slot> {
         let server = if self.backups.is_empty() || self.active.iter().any(|s| s.is_eligible()) {
-            let idx = self.balancer.pick(&self.active, &mut |s| {
+            let idx = self.balancer.pick(&self.active, ctx, &mut |s| {
                 s.is_eligible() && s.try_take().is_some()
             })?;
             self.active[idx].clone()
@@ -114,8 +117,8 @@ impl Backend {
     /// Picks a server for one call (HTTP) or connection (TCP). When every
     /// eligible server is at `maxconn` the call waits, up to `timeout queue`
     /// (or `timeout connect` when that is unset, as HAProxy does).
-    pub async fn take(self: &Arc<Self>) -> Result<Slot, ProxyError> {
-        if let Some(slot) = self.try_pick() {
+    pub async fn take(self: &Arc<Self>, ctx: &PickCtx) -> Result<Slot, ProxyError> {
+        if let Some(slot) = self.try_pick(ctx) {
             return Ok(slot);
         }
         if !self.servers.iter().any(|s| s.is_eligible()) {
@@ -129,7 +132,7 @@ impl Backend {
             let notified = self.slot_freed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if let Some(slot) = self.try_pick() {
+            if let Some(slot) = self.try_pick(ctx) {
                 return Ok(slot);
             }
             if !self.servers.iter().any(|s| s.is_eligible()) {

@@ -534,18 +534,8 @@ pub(crate) static SERVER_OPTIONS: &[&str] = &[
 ];
 
 /// `balance` algorithms HAProxy has and weir does not (yet).
-pub(crate) static BALANCE_UNSUPPORTED: &[&str] = &[
-    "static-rr",
-    "leastconn",
-    "first",
-    "source",
-    "uri",
-    "url_param",
-    "hdr",
-    "random",
-    "rdp-cookie",
-    "hash",
-];
+pub(crate) static BALANCE_UNSUPPORTED: &[&str] =
+    &["uri", "url_param", "hdr", "random", "rdp-cookie", "hash"];
 
 /// Restricted Damerau-Levenshtein distance (adjacent swaps count as one edit).
 fn distance(a: &str, b: &str) -> usize {

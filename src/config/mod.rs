@@ -45,7 +45,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// One error or warning, displayed HAProxy-style:
-/// `parsing [weir.cfg:42] : 'balance' : unknown algorithm 'fastest' (expected roundrobin)`.
+/// `parsing [weir.cfg:42] : 'balance' : unknown algorithm 'fastest' (expected roundrobin, static-rr, leastconn, first or source)`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Diagnostic {
     pub loc: Option<Loc>,
@@ -206,11 +206,11 @@ mod tests {
         let d = Diagnostic::new(
             loc(42),
             Some("balance"),
-            "unknown algorithm 'fastest' (expected roundrobin)",
+            "unknown algorithm 'fastest' (expected roundrobin, static-rr, leastconn, first or source)",
         );
         assert_eq!(
             d.to_string(),
-            "parsing [weir.cfg:42] : 'balance' : unknown algorithm 'fastest' (expected roundrobin)"
+            "parsing [weir.cfg:42] : 'balance' : unknown algorithm 'fastest' (expected roundrobin, static-rr, leastconn, first or source)"
         );
         let d = Diagnostic::new(loc(3), None, "unknown keyword 'x' in 'global' section");
         assert_eq!(

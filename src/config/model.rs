@@ -169,8 +169,15 @@ pub struct RawCond {
 /// `balance <algorithm>`
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub enum Balance {
+    /// `roundrobin` (and `static-rr`: weights are static in weir for now).
     #[default]
     RoundRobin,
+    /// `leastconn`: fewest calls/connections in flight per unit of weight.
+    LeastConn,
+    /// `first`: the first server (in file order) with a free slot.
+    First,
+    /// `source`: a hash of the client's IP address picks the server.
+    Source,
 }
 
 /// A `backend` (or the back half of a `listen`).

@@ -405,17 +405,22 @@ pub(crate) fn option(ctx: &mut Ctx, p: &mut ProxyDraft) -> R {
 pub(crate) fn balance(ctx: &mut Ctx, p: &mut ProxyDraft) -> R {
     let algo = ctx.need(1, "<algorithm>")?;
     let base = algo.split('(').next().unwrap_or(algo);
-    match algo {
-        "roundrobin" => {
-            ctx.max_args(1)?;
-            p.balance = Balance::RoundRobin;
-            Ok(())
+    const EXPECTED: &str = "expected roundrobin, static-rr, leastconn, first or source";
+    let chosen = match algo {
+        "roundrobin" | "static-rr" => Balance::RoundRobin,
+        "leastconn" => Balance::LeastConn,
+        "first" => Balance::First,
+        "source" => Balance::Source,
+        _ if BALANCE_UNSUPPORTED.contains(&base) => {
+            return Err(format!(
+                "algorithm '{algo}' is not supported yet ({EXPECTED})"
+            ))
         }
-        _ if BALANCE_UNSUPPORTED.contains(&base) => Err(format!(
-            "algorithm '{algo}' is not supported yet (expected roundrobin)"
-        )),
-        _ => Err(format!("unknown algorithm '{algo}' (expected roundrobin)")),
-    }
+        _ => return Err(format!("unknown algorithm '{algo}' ({EXPECTED})")),
+    };
+    ctx.max_args(1)?;
+    p.balance = chosen;
+    Ok(())
 }
 
 pub(crate) fn default_backend(ctx: &mut Ctx, p: &mut ProxyDraft) -> R {

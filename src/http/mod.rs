@@ -101,6 +101,7 @@ impl http_body::Body for ClientBody {
 /// for HTTP/2, after the current response for HTTP/1.1).
 pub async fn serve(
     stream: TcpStream,
+    peer: std::net::SocketAddr,
     fe: Arc<Frontend>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     mut shutdown: watch::Receiver<bool>,
@@ -111,12 +112,16 @@ pub async fn serve(
     });
     let svc_fe = fe.clone();
     let svc_calls = calls.clone();
+    // Balancing context of every call on this connection (`balance source`).
+    let pick = crate::backend::balance::PickCtx {
+        hash: Some(crate::backend::balance::hash_ip(peer.ip())),
+    };
     let service = service_fn(move |req| {
         let fe = svc_fe.clone();
         svc_calls.open.fetch_add(1, Ordering::AcqRel);
         let guard = CallGuard(svc_calls.clone());
         async move {
-            let resp = request::handle(req, &fe).await;
+            let resp = request::handle(req, &fe, &pick).await;
             Ok::<_, Infallible>(resp.map(|inner| ClientBody {
                 inner,
                 _call: guard,

@@ -3,6 +3,7 @@
 use http::{Request, Response};
 use hyper::body::Incoming;
 
+use crate::backend::balance::PickCtx;
 use crate::error::{ErrorKind, ProxyError};
 use crate::http::body::ProxyBody;
 use crate::http::{forward, grpc, respond};
@@ -10,7 +11,7 @@ use crate::runtime::Frontend;
 
 /// Routes, balances and forwards one request; every failure becomes a
 /// reply the client understands (a gRPC status for gRPC clients).
-pub async fn handle(req: Request<Incoming>, fe: &Frontend) -> Response<ProxyBody> {
+pub async fn handle(req: Request<Incoming>, fe: &Frontend, pick: &PickCtx) -> Response<ProxyBody> {
     let is_grpc = grpc::is_grpc(req.headers());
     let Some(backend) = fe.backend.as_ref() else {
         let e = ProxyError::new(
@@ -19,7 +20,7 @@ pub async fn handle(req: Request<Incoming>, fe: &Frontend) -> Response<ProxyBody
         );
         return respond::error(is_grpc, &e);
     };
-    let result = match backend.take().await {
+    let result = match backend.take(pick).await {
         Ok(slot) => {
             let server = slot.server.clone();
             forward::forward(req, slot, &backend.timeouts, is_grpc)

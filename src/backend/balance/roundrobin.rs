@@ -8,7 +8,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use super::Balancer;
+use super::{Balancer, PickCtx};
 use crate::backend::server::Server;
 
 pub struct RoundRobin {
@@ -49,6 +49,7 @@ impl Balancer for RoundRobin {
     fn pick(
         &self,
         servers: &[Arc<Server>],
+        _ctx: &PickCtx,
         accept: &mut dyn FnMut(&Arc<Server>) -> bool,
     ) -> Option<usize> {
         let n = self.schedule.len();
