@@ -367,3 +367,47 @@ async fn first_fills_servers_in_order() {
     let (_c3, n3) = who(addr, None).await;
     assert_eq!(n3, "a", "the first server has room again");
 }
+
+/// Echo servers on 127.0.0.1, .2 and .3, all on one port.
+async fn three_hosts_one_port() -> (Vec<weir_echo::EchoHandle>, u16) {
+    for _ in 0..20 {
+        let first = weir_echo::EchoHandle::spawn(any_addr(), "srv1").await.unwrap();
+        let port = first.addr.port();
+        let mut all = vec![first];
+        for (i, ip) in ["127.0.0.2", "127.0.0.3"].iter().enumerate() {
+            match weir_echo::EchoHandle::spawn(format!("{ip}:{port}").parse().unwrap(), &format!("srv{}", i + 2)).await {
+                Ok(h) => all.push(h),
+                Err(_) => break,
+            }
+        }
+        if all.len() == 3 {
+            return (all, port);
+        }
+    }
+    panic!("could not bind one port on three loopback addresses");
+}
+
+#[tokio::test]
+async fn the_issue_tcp_config_spreads_grpc_connections_over_three_servers() {
+    let (servers, port) = three_hosts_one_port().await;
+    let cfg = format!(
+        "global\n    maxconn 4096\ndefaults\n    mode tcp\n    option tcplog\n    timeout connect 5000\n    timeout client 50000\n    timeout server 50000\n\
+         frontend grpc_frontend\n    bind 127.0.0.1:0\n    default_backend grpc_backend\n\
+         backend grpc_backend\n    balance roundrobin\n    option tcp-check\n    tcp-check connect port {port}\n\
+         \x20   server srv1 127.0.0.1:{port} check\n    server srv2 127.0.0.2:{port} check\n    server srv3 127.0.0.3:{port} check\n"
+    );
+    let proxy = start_proxy(&cfg).await;
+    let addr = proxy.local_addr("grpc_frontend").unwrap();
+    let mut seen = HashMap::new();
+    for _ in 0..6 {
+        // A new channel (connection) each time: L4 balances connections.
+        let mut client = echo_client(addr).await;
+        for _ in 0..3 {
+            let r = within(10, client.unary(EchoRequest::default())).await.expect("ok");
+            *seen.entry(r.into_inner().server).or_insert(0) += 1;
+        }
+    }
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert!(seen.values().all(|&n| n == 6), "{seen:?}");
+    drop(servers);
+}
