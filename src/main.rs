@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-/// mimalloc: measured to cut weir's CPU per proxied call against glibc's
-/// malloc (docs/benchmarks.md).
+/// With `--features mimalloc`: less CPU per call, more memory per idle
+/// connection than glibc's malloc (both measured in docs/benchmarks.md).
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
