@@ -371,11 +371,18 @@ async fn first_fills_servers_in_order() {
 /// Echo servers on 127.0.0.1, .2 and .3, all on one port.
 async fn three_hosts_one_port() -> (Vec<weir_echo::EchoHandle>, u16) {
     for _ in 0..20 {
-        let first = weir_echo::EchoHandle::spawn(any_addr(), "srv1").await.unwrap();
+        let first = weir_echo::EchoHandle::spawn(any_addr(), "srv1")
+            .await
+            .unwrap();
         let port = first.addr.port();
         let mut all = vec![first];
         for (i, ip) in ["127.0.0.2", "127.0.0.3"].iter().enumerate() {
-            match weir_echo::EchoHandle::spawn(format!("{ip}:{port}").parse().unwrap(), &format!("srv{}", i + 2)).await {
+            match weir_echo::EchoHandle::spawn(
+                format!("{ip}:{port}").parse().unwrap(),
+                &format!("srv{}", i + 2),
+            )
+            .await
+            {
                 Ok(h) => all.push(h),
                 Err(_) => break,
             }
@@ -403,7 +410,9 @@ async fn the_issue_tcp_config_spreads_grpc_connections_over_three_servers() {
         // A new channel (connection) each time: L4 balances connections.
         let mut client = echo_client(addr).await;
         for _ in 0..3 {
-            let r = within(10, client.unary(EchoRequest::default())).await.expect("ok");
+            let r = within(10, client.unary(EchoRequest::default()))
+                .await
+                .expect("ok");
             *seen.entry(r.into_inner().server).or_insert(0) += 1;
         }
     }

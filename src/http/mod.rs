@@ -32,14 +32,20 @@ const H2_CONN_WINDOW: u32 = 4 << 20;
 /// The connection builder for a frontend's bind line.
 pub fn builder(fe: &Frontend, proto: Option<Proto>) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
-    b.http1().timer(TokioTimer::new()).header_read_timeout(
-        fe.timeouts
-            .http_request
-            .or(fe.timeouts.client)
-            .unwrap_or(Duration::from_secs(30)),
-    );
+    // A proxy passes the server's `date` on; it does not add its own (one
+    // header less to HPACK-encode per call).
+    b.http1()
+        .timer(TokioTimer::new())
+        .auto_date_header(false)
+        .header_read_timeout(
+            fe.timeouts
+                .http_request
+                .or(fe.timeouts.client)
+                .unwrap_or(Duration::from_secs(30)),
+        );
     b.http2()
         .timer(TokioTimer::new())
+        .auto_date_header(false)
         .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
         .initial_stream_window_size(H2_STREAM_WINDOW)
         .initial_connection_window_size(H2_CONN_WINDOW)
