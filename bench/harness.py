@@ -29,6 +29,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 CONFIGS = os.path.join(HERE, "configs")
+sys.dont_write_bytecode = True  # no bench/__pycache__ in the working tree
 sys.path.insert(0, HERE)
 import grpc_body  # noqa: E402
 
@@ -302,6 +303,7 @@ class Bench:
         self.threads = int(os.environ.get("PROXY_THREADS", "1"))
         self.h2load_threads = int(os.environ.get("H2LOAD_THREADS", "1"))
         self.max_other = float(os.environ.get("BENCH_MAX_OTHER", "25"))
+        self.max_steal = float(os.environ.get("BENCH_MAX_STEAL", "25"))
         self.retries = int(os.environ.get("BENCH_RETRIES", "0" if args.quick else "2"))
         self.idle_n = int(os.environ.get("IDLE_CONNS", "200" if args.quick else "10000"))
         # Connection caps well above any scenario's needs (nginx counts its
@@ -372,8 +374,9 @@ class Bench:
             text = f.read()
         values = {
             "THREADS": str(self.threads), "MAXCONN": str(self.maxconn), "NOFILE": str(self.nofile),
-            # nginx closes idle keep-alive connections once fewer than 1/16 of
-            # worker_connections are free: give it the whole descriptor limit.
+            # nginx closes idle keep-alive connections when free connection
+            # slots run low ("worker_connections are not enough, reusing
+            # connections"): give it the whole descriptor limit.
             "NGINX_CONNS": str(max(self.maxconn, self.nofile)),
             "PORT": str(port), "BE1": str(self.be_ports[0]), "BE2": str(self.be_ports[1]),
             "DIR": subdir, "CERT": self.cert, "KEY": self.key, "CERT_PEM": self.cert_pem,
@@ -402,6 +405,9 @@ class Bench:
             cfg = self.render(tmpl, os.path.join(sub, "haproxy.cfg"), port, sub)
             # haproxy-extra.cfg: "no strict-limits" (see the file).
             argv = ["haproxy", "-db", "-f", cfg, "-f", os.path.join(CONFIGS, "haproxy-extra.cfg")]
+            # HAPROXY_EXTRA_CFG=file: one more config file, e.g. tune.* settings.
+            if os.environ.get("HAPROXY_EXTRA_CFG"):
+                argv += ["-f", os.path.abspath(os.environ["HAPROXY_EXTRA_CFG"])]
         elif target == "nginx":
             tmpl = {"http": "nginx-http.conf", "tcp": "nginx-tcp.conf", "tls": "nginx-tls.conf"}[mode]
             cfg = self.render(tmpl, os.path.join(sub, "nginx.conf"), port, sub)
@@ -587,7 +593,7 @@ class Bench:
             show += f"  cpu/call {cpc:.1f}us" if cpc is not None else "  cpu/call -"
             show += f"  cpu {rec['cpu_pct']:.0f}%  hwm {rec['peak_rss_kib'] / 1024:.1f}MiB"
         busy = " ".join(f"{k[9:]}:{v:.0f}%" for k, v in rec.items() if k.startswith("busy_pct_cpu"))
-        show += f"  busy {busy}  other {rec.get('other_cpu_pct', 0):.0f}%"
+        show += f"  busy {busy}  other {rec.get('other_cpu_pct', 0):.0f}%  steal {rec.get('steal_pct', 0):.0f}%"
         if not rec["ok"]:
             show += f"  FAILED ({rec['errors']} errors, {ok_calls} ok)"
         log(show)
@@ -600,14 +606,16 @@ class Bench:
         for attempt in range(self.retries + 1):
             rec = self.measure(sid, scen, target, px, rep, order, duration)
             rec["attempt"] = attempt
-            noisy = rec.get("other_cpu_pct", 0) > self.max_other
+            noisy = (rec.get("other_cpu_pct", 0) > self.max_other
+                     or rec.get("steal_pct", 0) > self.max_steal)
             last = attempt == self.retries or not noisy
             rec["discarded"] = not last
             rec["noisy"] = noisy
             self.emit(rec)
             if last:
                 break
-            log(f"        (other jobs used {rec['other_cpu_pct']:.0f}% of a CPU: measuring again)")
+            log(f"        (other jobs {rec.get('other_cpu_pct', 0):.0f}%, steal {rec.get('steal_pct', 0):.0f}% "
+                f"of a CPU: measuring again)")
             time.sleep(1.0)
         if not rec["ok"]:
             self.failures.append(f"{sid}/{target} rep {rep}: {rec.get('succeeded', 0)} ok, {rec['errors']} errors")
@@ -776,7 +784,7 @@ class Bench:
             backend_cpus=self.backend_cpus or "any", proxy_threads=self.threads,
             h2load_threads=self.h2load_threads, duration_s=self.args.duration, reps=self.args.reps,
             warmup_s=self.args.warmup, quick=self.args.quick, idle_conns=self.idle_n,
-            max_other_pct=self.max_other, retries=self.retries,
+            max_other_pct=self.max_other, max_steal_pct=self.max_steal, retries=self.retries,
             load_cpu_key=f"busy_pct_cpu{self.load_cpus}" if self.load_cpus.isdigit() else None,
         )
 
@@ -840,7 +848,8 @@ def wait_quiet(max_wait, busy_limit=15.0):
         a = proc_stat().get("cpu")
         time.sleep(3)
         b = proc_stat().get("cpu")
-        busy = 100.0 * (b[0] - a[0]) / max(1, b[2] - a[2]) if a and b else 0.0
+        # busy = other processes + hypervisor steal, over all CPUs
+        busy = 100.0 * (b[0] - a[0] + b[1] - a[1]) / max(1, b[2] - a[2]) if a and b else 0.0
         if busy < busy_limit:
             log(f"machine is quiet ({busy:.0f}% busy): starting")
             return True
@@ -971,19 +980,19 @@ def render_markdown(meta, records, scenario_ids, unavailable, elapsed):
             if kind == "unary":
                 heads = ["target", "calls/s"] + ratio_heads("calls/s") + [
                     "p50 µs", "p99 µs", "proxy CPU µs/call", "proxy CPU %", "peak RSS MiB", "errors",
-                    "load CPU busy %", "other jobs CPU %"]
+                    "load CPU busy %", "other jobs CPU %", "steal %"]
             elif kind == "lat":
                 heads = ["target", "p50 µs"] + ratio_heads("p50") + [
                     "p99 µs", "calls/s", "proxy CPU µs/call", "peak RSS MiB", "errors",
-                    "load CPU busy %", "other jobs CPU %"]
+                    "load CPU busy %", "other jobs CPU %", "steal %"]
             elif kind == "large":
                 heads = ["target", "MiB/s"] + ratio_heads("MiB/s") + [
                     "calls/s", "p50 µs", "p99 µs", "proxy CPU µs/call", "proxy CPU µs/MiB",
-                    "peak RSS MiB", "errors", "load CPU busy %", "other jobs CPU %"]
+                    "peak RSS MiB", "errors", "load CPU busy %", "other jobs CPU %", "steal %"]
             else:
                 heads = ["target", "MiB/s"] + ratio_heads("MiB/s") + [
                     "streams done", "proxy CPU µs/MiB", "proxy CPU %", "peak RSS MiB", "errors",
-                    "load CPU busy %", "other jobs CPU %"]
+                    "load CPU busy %", "other jobs CPU %", "steal %"]
             L.append("| " + " | ".join(heads) + " |")
             L.append("|" + "|".join(["---"] + ["---:"] * (len(heads) - 1)) + "|")
             for t in targets:
@@ -1005,7 +1014,7 @@ def render_markdown(meta, records, scenario_ids, unavailable, elapsed):
                     return spread([r["peak_rss_kib"] / 1024 if r.get("peak_rss_kib") else None for r in rs], f1)
 
                 load_cpu = meta.get("load_cpu_key")
-                noise = [col(load_cpu, f0) if load_cpu else "–", col("other_cpu_pct", f0)]
+                noise = [col(load_cpu, f0) if load_cpu else "–", col("other_cpu_pct", f0), col("steal_pct", f0)]
                 errs = sum(r.get("errors", 0) for r in rs)
                 errs_s = str(errs) if errs == 0 else f"**{errs}**"
                 proxy = t != "direct"
@@ -1054,10 +1063,11 @@ def render_markdown(meta, records, scenario_ids, unavailable, elapsed):
                 L.append(f"| {t} | " + " | ".join(cells) + " |")
         L.append("")
     if noisy:
-        L.append(f"**{len(noisy)} of {len(runs_all)} runs kept had other jobs using more than "
-                 f"{meta.get('max_other_pct')}% of a CPU** (after {meta.get('retries')} retries): "
-                 + ", ".join(f"{r['scenario']}/{r['target']} rep {r['rep']} ({r.get('other_cpu_pct', 0):.0f}%)"
-                             for r in noisy) + ".")
+        L.append(f"**{len(noisy)} of {len(runs_all)} runs kept had other jobs above "
+                 f"{meta.get('max_other_pct')}% or steal above {meta.get('max_steal_pct')}% of a CPU** "
+                 f"(after {meta.get('retries')} retries): "
+                 + ", ".join(f"{r['scenario']}/{r['target']} rep {r['rep']} (other {r.get('other_cpu_pct', 0):.0f}%, "
+                             f"steal {r.get('steal_pct', 0):.0f}%)" for r in noisy) + ".")
         L.append("")
     L.append("Notes: calls/s counts calls h2load saw answered with HTTP 200 (h2load cannot read "
              "`grpc-status` trailers; one call per target per scenario is checked for "
@@ -1065,7 +1075,8 @@ def render_markdown(meta, records, scenario_ids, unavailable, elapsed):
              "by h2load per second. 'load CPU busy %' = how busy the CPU running h2load and the "
              "backends was (near 100 %: the load side, not the proxy, limits calls/s). 'other jobs "
              "CPU %' = CPU used during the run by processes outside the benchmark, in % of one CPU "
-             "(runs above the threshold are measured again). Proxy CPU = utime+stime of all the "
+             "; 'steal %' = time the hypervisor ran something else while this VM wanted its CPUs, in % "
+             "of one CPU (runs above either threshold are measured again). Proxy CPU = utime+stime of all the "
              "proxy's processes (nginx: master + worker) over the run ÷ calls answered. Peak RSS = "
              "sum of VmHWM, reset before each run. Latency percentiles come from h2load's "
              "per-request log (request start to end of response, so they include queueing inside "
@@ -1084,11 +1095,16 @@ def main():
     ap.add_argument("--duration", type=float, default=None, help="seconds per measured run")
     ap.add_argument("--warmup", type=float, default=None, help="unrecorded seconds per target per scenario")
     ap.add_argument("--scenarios", default=None, help=f"comma list of {DEFAULT_ORDER} (b = b64k,b1m; all)")
-    ap.add_argument("--out", default=os.path.join(HERE, "results", "latest.md"))
+    ap.add_argument("--out", default=None,
+                    help="markdown report (JSONL next to it); default bench/results/latest.md, "
+                         "with --quick target/bench-quick.md (so a smoke run never overwrites results)")
     ap.add_argument("--keep-workdir", action="store_true")
     ap.add_argument("--wait-quiet", type=float, default=0.0, metavar="S",
                     help="first wait up to S seconds for other jobs on the machine to finish")
     a = ap.parse_args()
+    if a.out is None:
+        a.out = (os.path.join(ROOT, "target", "bench-quick.md") if a.quick
+                 else os.path.join(HERE, "results", "latest.md"))
     if a.quick:
         a.reps = a.reps or 1
         a.duration = a.duration or 1.0

@@ -6,8 +6,9 @@
 #                [--duration S] [--warmup S] [--wait-quiet S] [--debug] [--no-build]
 #                [--keep-workdir]
 #
-#   --quick      ~10 s smoke run (scenario a, 1 rep, 1 s per target); exits
-#                non-zero if any target fails to serve. CI runs this.
+#   --quick      ~10 s smoke run (scenario a, 1 rep, 1 s per target; report in
+#                target/bench-quick.md); exits non-zero if any target fails
+#                to serve. CI runs this.
 #   --debug      use the debug build (target/debug) instead of --release.
 #   --no-build   use the binaries already in target/<profile>.
 #   --wait-quiet S  first wait up to S s for other jobs on the machine to end.
@@ -15,9 +16,11 @@
 # Environment: PROXY_CPUS (default 0), LOAD_CPUS (1), BACKEND_CPUS
 # (= LOAD_CPUS), PROXY_THREADS (1: weir/haproxy nbthread, nginx
 # worker_processes), H2LOAD_THREADS (1), IDLE_CONNS (10000; 200 with --quick),
+# HAPROXY_EXTRA_CFG (one more haproxy config file, e.g. tune.* lines),
 # BENCH_REPS (3), BENCH_DURATION (4 s), BENCH_MAX_OTHER (25: a run during
 # which other jobs used more than this % of a CPU is measured again, at most
-# BENCH_RETRIES (2; 0 with --quick) more times).
+# BENCH_RETRIES (2; 0 with --quick) more times), BENCH_MAX_STEAL (25: the
+# same for hypervisor steal time).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,7 +31,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --debug) profile=debug ;;
         --no-build) build=0 ;;
-        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
         *) args+=("$1") ;;
     esac
     shift
@@ -63,4 +66,5 @@ if [ "$build" = 1 ]; then
     fi
 fi
 
+export PYTHONDONTWRITEBYTECODE=1
 exec python3 bench/harness.py --bin-dir "target/$profile" "${args[@]}"

@@ -37,6 +37,8 @@ pub struct ServerState {
 pub struct Server {
     pub name: String,
     pub addr: SocketAddr,
+    /// `addr` as text, for the `:authority` of requests that came without one.
+    pub authority: String,
     pub proto: UpstreamProto,
     pub weight: u32,
     /// 0 = no limit.
@@ -55,6 +57,7 @@ impl Server {
         Server {
             name: s.name.clone(),
             addr: s.addr,
+            authority: s.addr.to_string(),
             proto: match s.proto {
                 Some(config::Proto::H2) => UpstreamProto::H2,
                 _ => UpstreamProto::H1,

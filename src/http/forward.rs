@@ -68,7 +68,11 @@ async fn forward_h2(
         .get(header::TE)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
     let (mut parts, body) = req.into_parts();
-    parts.uri = h2_uri(&parts.uri, &parts.headers, &server.addr.to_string());
+    parts.uri = h2_uri(
+        std::mem::take(&mut parts.uri),
+        &parts.headers,
+        &server.authority,
+    );
     parts.version = Version::HTTP_2;
     strip_hop_by_hop(&mut parts.headers);
     parts.headers.remove(header::HOST);
@@ -278,9 +282,9 @@ fn send_frame(tx: &mut h2::SendStream<Bytes>, frame: Frame<Bytes>, eos: bool) ->
 }
 
 /// The absolute URI an HTTP/2 server needs (`:scheme`, `:authority`, `:path`).
-fn h2_uri(uri: &Uri, headers: &HeaderMap, fallback_authority: &str) -> Uri {
+fn h2_uri(uri: Uri, headers: &HeaderMap, fallback_authority: &str) -> Uri {
     if uri.scheme().is_some() && uri.authority().is_some() {
-        return uri.clone();
+        return uri;
     }
     let authority = uri
         .authority()
@@ -298,7 +302,7 @@ fn h2_uri(uri: &Uri, headers: &HeaderMap, fallback_authority: &str) -> Uri {
         .authority(authority.as_str())
         .path_and_query(pq)
         .build()
-        .unwrap_or_else(|_| uri.clone())
+        .unwrap_or(uri)
 }
 
 const HOP_BY_HOP: [HeaderName; 5] = [
@@ -360,9 +364,9 @@ mod tests {
     fn origin_form_gets_authority_from_host() {
         let mut h = HeaderMap::new();
         h.insert("host", HeaderValue::from_static("example.com:8080"));
-        let u = h2_uri(&Uri::from_static("/a/b?c=1"), &h, "10.0.0.1:80");
+        let u = h2_uri(Uri::from_static("/a/b?c=1"), &h, "10.0.0.1:80");
         assert_eq!(u.to_string(), "http://example.com:8080/a/b?c=1");
-        let u = h2_uri(&Uri::from_static("/x"), &HeaderMap::new(), "127.0.0.1:9");
+        let u = h2_uri(Uri::from_static("/x"), &HeaderMap::new(), "127.0.0.1:9");
         assert_eq!(u.to_string(), "http://127.0.0.1:9/x");
     }
 }
