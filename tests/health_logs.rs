@@ -6,56 +6,9 @@ mod common;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
-
-async fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < Duration::from_secs(secs),
-            "timed out waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    start.elapsed()
-}
-
-fn server_up(p: &weir::proxy::Running, backend: &str, server: &str) -> bool {
-    let be = p.backend(backend).expect("backend exists");
-    let s = be
-        .servers
-        .iter()
-        .find(|s| s.name == server)
-        .expect("server");
-    s.is_up()
-}
-
-fn last_reason(p: &weir::proxy::Running, server: &str) -> String {
-    let be = p.backend("be").expect("backend exists");
-    let s = be
-        .servers
-        .iter()
-        .find(|s| s.name == server)
-        .expect("server");
-    let h = s.state.health.lock().expect("lock");
-    h.last
-        .as_ref()
-        .map(|l| l.reason.clone())
-        .unwrap_or_default()
-}
-
-fn checks_run(p: &weir::proxy::Running, server: &str) -> u64 {
-    let be = p.backend("be").expect("backend exists");
-    let s = be
-        .servers
-        .iter()
-        .find(|s| s.name == server)
-        .expect("server");
-    let h = s.state.health.lock().expect("lock");
-    h.checks
-}
 
 /// A plain TCP listener that accepts and holds connections (never speaks).
 async fn silent_listener(addr: SocketAddr) -> (SocketAddr, tokio::task::JoinHandle<()>) {

@@ -301,18 +301,13 @@ async fn leastconn_sends_new_connections_to_the_least_busy_server() {
     // The server of c1 becomes the only idle one: it gets the next connection.
     drop(c1);
     let be = proxy.backend("be").unwrap();
-    for _ in 0..200 {
-        if be
-            .servers
+    let in_flight = || -> u32 {
+        be.servers
             .iter()
             .map(|s| s.state.inflight.load(std::sync::atomic::Ordering::Relaxed))
-            .sum::<u32>()
-            == 2
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+            .sum()
+    };
+    wait_for(5, "c1's session to end", || in_flight() == 2).await;
     let (_c4, n4) = who(addr, None).await;
     assert_eq!(n4, n1);
 }
@@ -352,18 +347,11 @@ async fn first_fills_servers_in_order() {
     let (_c2, n2) = who(addr, None).await;
     assert_eq!((n1.as_str(), n2.as_str()), ("a", "b"));
     drop(c1);
-    let be = proxy.backend("be").unwrap();
-    for _ in 0..200 {
-        if be.servers[0]
-            .state
-            .inflight
-            .load(std::sync::atomic::Ordering::Relaxed)
-            == 0
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let a = server(&proxy, "be", "a");
+    wait_for(5, "c1's session to end", || {
+        a.state.inflight.load(std::sync::atomic::Ordering::Relaxed) == 0
+    })
+    .await;
     let (_c3, n3) = who(addr, None).await;
     assert_eq!(n3, "a", "the first server has room again");
 }

@@ -87,3 +87,51 @@ pub async fn within<F: std::future::Future>(secs: u64, fut: F) -> F::Output {
         .await
         .expect("finished in time")
 }
+
+/// Polls `cond` every 10 ms; panics with `what` after `secs` seconds.
+pub async fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool) -> Duration {
+    let start = std::time::Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    start.elapsed()
+}
+
+/// Server `name` of backend `backend` in a running proxy.
+pub fn server(
+    p: &weir::proxy::Running,
+    backend: &str,
+    name: &str,
+) -> std::sync::Arc<weir::backend::Server> {
+    let be = p.backend(backend).expect("backend exists");
+    be.servers
+        .iter()
+        .find(|s| s.name == name)
+        .cloned()
+        .expect("server exists")
+}
+
+pub fn server_up(p: &weir::proxy::Running, backend: &str, name: &str) -> bool {
+    server(p, backend, name).is_up()
+}
+
+/// The reason of the last health check of `be/<name>`.
+pub fn last_reason(p: &weir::proxy::Running, name: &str) -> String {
+    let s = server(p, "be", name);
+    let h = s.state.health.lock().expect("lock");
+    h.last
+        .as_ref()
+        .map(|l| l.reason.clone())
+        .unwrap_or_default()
+}
+
+/// How many health checks of `be/<name>` have run.
+pub fn checks_run(p: &weir::proxy::Running, name: &str) -> u64 {
+    let s = server(p, "be", name);
+    let h = s.state.health.lock().expect("lock");
+    h.checks
+}
