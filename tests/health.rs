@@ -23,19 +23,6 @@ fn checked_http(servers: &[SocketAddr], extra: &str, backend_extra: &str) -> Str
     )
 }
 
-/// A plain TCP listener that accepts and holds connections (never speaks).
-async fn silent_listener(addr: SocketAddr) -> (SocketAddr, tokio::task::JoinHandle<()>) {
-    let l = tokio::net::TcpListener::bind(addr).await.expect("bind");
-    let addr = l.local_addr().expect("addr");
-    let task = tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((s, _)) = l.accept().await {
-            held.push(s);
-        }
-    });
-    (addr, task)
-}
-
 #[tokio::test]
 async fn down_server_gets_no_calls() {
     let mut servers = echo_servers(2).await;

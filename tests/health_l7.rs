@@ -66,21 +66,6 @@ async fn proxy(mode: &str, backend: &str, addr: SocketAddr, server: &str) -> wei
     start_proxy(&text).await
 }
 
-/// Accepts connections and never writes a byte.
-async fn silent_listener() -> SocketAddr {
-    let l = tokio::net::TcpListener::bind(any_addr())
-        .await
-        .expect("bind");
-    let addr = l.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((s, _)) = l.accept().await {
-            held.push(s);
-        }
-    });
-    addr
-}
-
 // ---------------------------------------------------------------- gRPC
 
 #[tokio::test]
@@ -143,7 +128,7 @@ async fn grpc_check_failures() {
     let p = proxy(
         "http",
         "    option grpc-check\n",
-        silent_listener().await,
+        silent_listener(any_addr()).await.0,
         "fall 1",
     )
     .await;
@@ -203,7 +188,7 @@ async fn tcp_check_send_and_expect() {
     );
 
     // A server that never answers: the expect times out.
-    let p = proxy("tcp", ok, silent_listener().await, "fall 1").await;
+    let p = proxy("tcp", ok, silent_listener(any_addr()).await.0, "fall 1").await;
     wait_for(5, "DOWN", || !up(&p)).await;
     assert_eq!(
         last(&p).1,

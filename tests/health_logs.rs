@@ -4,24 +4,10 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-
-/// A plain TCP listener that accepts and holds connections (never speaks).
-async fn silent_listener(addr: SocketAddr) -> (SocketAddr, tokio::task::JoinHandle<()>) {
-    let l = tokio::net::TcpListener::bind(addr).await.expect("bind");
-    let addr = l.local_addr().expect("addr");
-    let task = tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((s, _)) = l.accept().await {
-            held.push(s);
-        }
-    });
-    (addr, task)
-}
 
 /// Collects what `tracing` writes on this thread (tests here run on a
 /// current-thread runtime, so the check tasks log on this thread too).

@@ -9,6 +9,15 @@ use common::*;
 use tonic::Code;
 use weir_echo::pb::EchoRequest;
 
+/// One frontend `fe` and one server `s1` at `addr`, with extra lines in
+/// `defaults`, `frontend` and on the `server` line.
+fn one_server(addr: std::net::SocketAddr, defaults: &str, frontend: &str, server: &str) -> String {
+    format!(
+        "defaults\n    mode http\n{defaults}frontend fe\n    bind 127.0.0.1:0\n{frontend}    default_backend be\n\
+         backend be\n    server s1 {addr} proto h2 {server}\n"
+    )
+}
+
 fn slow(ms: u32) -> EchoRequest {
     EchoRequest {
         sleep_ms: ms,
@@ -42,10 +51,7 @@ fn black_hole() -> (
 #[tokio::test]
 async fn connect_timeout_gives_unavailable_in_time() {
     let (_l, _fill, addr) = black_hole();
-    let text = format!(
-        "defaults\n    mode http\n    timeout connect 300ms\nfrontend fe\n    bind 127.0.0.1:0\n    default_backend be\n\
-         backend be\n    server s1 {addr} proto h2\n"
-    );
+    let text = one_server(addr, "    timeout connect 300ms\n", "", "");
     let proxy = start_proxy(&text).await;
     let mut client = echo_client(fe_addr(&proxy)).await;
     let t = Instant::now();
@@ -66,10 +72,11 @@ async fn connect_timeout_gives_unavailable_in_time() {
 #[tokio::test]
 async fn server_maxconn_queues_calls_and_all_are_served() {
     let servers = echo_servers(1).await;
-    let text = format!(
-        "defaults\n    mode http\n    timeout connect 2s\n    timeout queue 5s\nfrontend fe\n    bind 127.0.0.1:0\n    default_backend be\n\
-         backend be\n    server s1 {} proto h2 maxconn 1\n",
-        servers[0].addr
+    let text = one_server(
+        servers[0].addr,
+        "    timeout connect 2s\n    timeout queue 5s\n",
+        "",
+        "maxconn 1",
     );
     let proxy = start_proxy(&text).await;
     let client = echo_client(fe_addr(&proxy)).await;
@@ -109,10 +116,11 @@ async fn server_maxconn_queues_calls_and_all_are_served() {
 #[tokio::test]
 async fn queue_timeout_gives_resource_exhausted() {
     let servers = echo_servers(1).await;
-    let text = format!(
-        "defaults\n    mode http\n    timeout connect 2s\n    timeout queue 100ms\nfrontend fe\n    bind 127.0.0.1:0\n    default_backend be\n\
-         backend be\n    server s1 {} proto h2 maxconn 1\n",
-        servers[0].addr
+    let text = one_server(
+        servers[0].addr,
+        "    timeout connect 2s\n    timeout queue 100ms\n",
+        "",
+        "maxconn 1",
     );
     let proxy = start_proxy(&text).await;
     let client = echo_client(fe_addr(&proxy)).await;
@@ -133,10 +141,11 @@ async fn queue_timeout_gives_resource_exhausted() {
 #[tokio::test]
 async fn frontend_maxconn_holds_extra_connections_until_one_leaves() {
     let servers = echo_servers(1).await;
-    let text = format!(
-        "defaults\n    mode http\n    timeout connect 2s\nfrontend fe\n    bind 127.0.0.1:0\n    maxconn 1\n    default_backend be\n\
-         backend be\n    server s1 {} proto h2\n",
-        servers[0].addr
+    let text = one_server(
+        servers[0].addr,
+        "    timeout connect 2s\n",
+        "    maxconn 1\n",
+        "",
     );
     let proxy = start_proxy(&text).await;
     let addr = fe_addr(&proxy);

@@ -94,11 +94,6 @@ impl H2Pool {
         self.opened.load(Ordering::Relaxed)
     }
 
-    /// Connections currently open.
-    pub fn connections_open(&self) -> usize {
-        lock(&self.conns).iter().filter(|c| !c.is_closed()).count()
-    }
-
     /// A stream slot on a connection with room, opening one if needed.
     pub async fn acquire(
         &self,

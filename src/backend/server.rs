@@ -90,15 +90,6 @@ impl Server {
             && self.state.up.load(Ordering::Relaxed)
     }
 
-    /// Eligible and under its `maxconn`.
-    pub fn is_usable(&self) -> bool {
-        self.is_eligible() && !self.is_full()
-    }
-
-    pub fn is_full(&self) -> bool {
-        self.maxconn != 0 && self.state.inflight.load(Ordering::Relaxed) >= self.maxconn
-    }
-
     /// Claims one call slot, respecting `maxconn`. `None` when full.
     pub fn try_take(self: &Arc<Self>) -> Option<u32> {
         let st = &self.state;

@@ -159,7 +159,8 @@ pub struct UpstreamH1 {
     body: Incoming,
     /// Goes back to the server's idle pool once the body is fully read.
     sender: Option<H1Sender>,
-    _slot: Slot,
+    /// The server's call slot; also where the connection goes back to.
+    slot: Slot,
 }
 
 impl UpstreamH1 {
@@ -167,13 +168,13 @@ impl UpstreamH1 {
         UpstreamH1 {
             body,
             sender: Some(sender),
-            _slot: slot,
+            slot,
         }
     }
 
     fn release(&mut self) {
         if let Some(s) = self.sender.take() {
-            self._slot.server.h1.release(s);
+            self.slot.server.h1.release(s);
         }
     }
 }

@@ -135,3 +135,17 @@ pub fn checks_run(p: &weir::proxy::Running, name: &str) -> u64 {
     let h = s.state.health.lock().expect("lock");
     h.checks
 }
+
+/// A TCP listener on `addr` that accepts and holds connections but never
+/// writes a byte (a server that "accepts TCP but never speaks").
+pub async fn silent_listener(addr: SocketAddr) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let l = tokio::net::TcpListener::bind(addr).await.expect("bind");
+    let addr = l.local_addr().expect("addr");
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = l.accept().await {
+            held.push(s);
+        }
+    });
+    (addr, task)
+}

@@ -13,6 +13,33 @@ pub struct LeastConn {
     rotate: AtomicUsize,
 }
 
+impl LeastConn {
+    /// The least loaded server with a weight that `skip` does not exclude,
+    /// scanning from `start` so that ties rotate.
+    fn least_loaded(
+        servers: &[Arc<Server>],
+        start: usize,
+        skip: impl Fn(usize) -> bool,
+    ) -> Option<usize> {
+        let n = servers.len();
+        let mut best: Option<(usize, u64)> = None;
+        for k in 0..n {
+            let i = (start + k) % n;
+            let s = &servers[i];
+            if s.weight == 0 || skip(i) {
+                continue;
+            }
+            // load = inflight / weight, kept integral.
+            let load =
+                u64::from(s.state.inflight.load(Ordering::Relaxed)) * 256 / u64::from(s.weight);
+            if best.is_none_or(|(_, b)| load < b) {
+                best = Some((i, load));
+            }
+        }
+        best.map(|(i, _)| i)
+    }
+}
+
 impl Balancer for LeastConn {
     fn pick(
         &self,
@@ -25,35 +52,15 @@ impl Balancer for LeastConn {
             return None;
         }
         let start = self.rotate.fetch_add(1, Ordering::Relaxed) % n;
-        let mut tried = 0u64; // bitmask for the first 64, linear for the rest
-        let mut tried_big = vec![false; n.saturating_sub(64)];
-        for _ in 0..n {
-            // The least loaded server not tried yet, scanning from `start`.
-            let mut best: Option<(usize, u64)> = None;
-            for k in 0..n {
-                let i = (start + k) % n;
-                let done = if i < 64 {
-                    tried & (1 << i) != 0
-                } else {
-                    tried_big[i - 64]
-                };
-                let s = &servers[i];
-                if done || s.weight == 0 {
-                    continue;
-                }
-                // load = inflight / weight, compared without division.
-                let load =
-                    u64::from(s.state.inflight.load(Ordering::Relaxed)) * 256 / u64::from(s.weight);
-                if best.is_none_or(|(_, b)| load < b) {
-                    best = Some((i, load));
-                }
-            }
-            let (i, _) = best?;
-            if i < 64 {
-                tried |= 1 << i;
-            } else {
-                tried_big[i - 64] = true;
-            }
+        let first = Self::least_loaded(servers, start, |_| false)?;
+        if accept(&servers[first]) {
+            return Some(first);
+        }
+        // Rare (down or full): the others, least loaded first.
+        let mut tried = vec![false; n];
+        tried[first] = true;
+        while let Some(i) = Self::least_loaded(servers, start, |i| tried[i]) {
+            tried[i] = true;
             if accept(&servers[i]) {
                 return Some(i);
             }

@@ -37,8 +37,16 @@ impl Balancer for Source {
             return None;
         }
         let start = (ctx.hash.unwrap_or(0) % n as u64) as usize;
+        let first = self.map[start] as usize;
+        if first < servers.len() && accept(&servers[first]) {
+            return Some(first);
+        }
+        // Rare (down or full): walk on through the map, each server once.
         let mut proposed = vec![false; servers.len()];
-        for k in 0..n {
+        if let Some(p) = proposed.get_mut(first) {
+            *p = true;
+        }
+        for k in 1..n {
             let idx = self.map[(start + k) % n] as usize;
             if idx >= servers.len() || proposed[idx] {
                 continue;
