@@ -21,6 +21,7 @@
 //! | starting and stopping a proxy                  | [`proxy`]                    |
 //! | the codename-creator demo                      | [`demo`]                     |
 
+pub mod acl;
 pub mod backend;
 pub mod config;
 pub mod demo;

@@ -2,5 +2,6 @@
 //! (Metrics and the stats page come with the observability issue.)
 
 pub mod log;
+pub mod logformat;
 pub mod tcplog;
 pub mod time;
