@@ -44,14 +44,6 @@ pub async fn start_threads(config: Config, threads: usize) -> Result<Running, Er
     let grace_ms = Arc::new(AtomicU64::new(10_000));
     let mut tasks = JoinSet::new();
     let mut addrs = Vec::new();
-    for f in &config.frontends {
-        if f.options.httplog {
-            tracing::warn!(
-                frontend = %f.name,
-                "'option httplog' lines are not written yet: no HTTP request will be logged"
-            );
-        }
-    }
     // Sockets per worker: [worker][i] = (listener, frontend, proto).
     let mut per_worker: Vec<Vec<Listening>> = (0..threads).map(|_| Vec::new()).collect();
     for fe in &snapshot.frontends {

@@ -3,15 +3,20 @@
 //! Built from a validated [`Config`]; the control plane swaps whole
 //! snapshots, the data path never waits on it.
 
+use std::collections::HashMap;
 use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 
+use crate::acl::Condition;
 use crate::backend::Backend;
-use crate::config::{Bind, Config, Mode, Timeouts};
+use crate::config::{
+    Bind, Capture, Config, ForwardFor, Mode, ReqAction, ResAction, Rule, Timeouts,
+};
 use crate::error::Error;
 use crate::observe::log::Logger;
+use crate::observe::logformat::LogFormat as LineFormat;
 
 pub struct Snapshot {
     pub frontends: Vec<Arc<Frontend>>,
@@ -20,12 +25,40 @@ pub struct Snapshot {
     pub global_conns: Option<Arc<Semaphore>>,
 }
 
+/// Where a `use_backend` rule sends a request.
+pub enum RouteTarget {
+    Static(Arc<Backend>),
+    /// `use_backend %[...]`: the name is computed per request.
+    Dynamic(Arc<LineFormat>),
+}
+
+/// One `use_backend` rule.
+pub struct Route {
+    pub target: RouteTarget,
+    pub cond: Option<Condition>,
+}
+
 pub struct Frontend {
     pub name: String,
     pub mode: Mode,
     pub binds: Vec<Bind>,
-    /// Where requests go: the first unconditional `use_backend`, else `default_backend`.
+    /// `use_backend` rules, in file order; the first that matches wins.
+    pub routes: Vec<Route>,
+    /// `default_backend`: where requests go when no route matches.
     pub backend: Option<Arc<Backend>>,
+    /// Every backend by name (`use_backend %[...]` looks names up here).
+    pub backends: Arc<HashMap<String, Arc<Backend>>>,
+    pub http_request: Vec<Rule<ReqAction>>,
+    pub http_response: Vec<Rule<ResAction>>,
+    pub capture_request: Vec<Capture>,
+    pub capture_response: Vec<Capture>,
+    /// The access-log line layout of an http frontend that logs
+    /// (`option httplog` or `log-format`, and a `log` target).
+    pub httplog: Option<Arc<LineFormat>>,
+    /// `option logasap`
+    pub logasap: bool,
+    /// `option forwardfor` on the frontend.
+    pub forwardfor: Option<ForwardFor>,
     pub timeouts: Timeouts,
     /// `maxconn` on the frontend.
     pub conns: Option<Arc<Semaphore>>,
@@ -44,31 +77,56 @@ impl Snapshot {
             .iter()
             .map(|b| Arc::new(Backend::from_config(b)))
             .collect();
-        let find = |name: &str| backends.iter().find(|b| b.name == name).cloned();
+        let by_name: Arc<HashMap<String, Arc<Backend>>> = Arc::new(
+            backends
+                .iter()
+                .map(|b| (b.name.clone(), b.clone()))
+                .collect(),
+        );
+        let find = |name: &str| by_name.get(name).cloned();
         let mut frontends = Vec::with_capacity(cfg.frontends.len());
         for f in &cfg.frontends {
-            let mut target = None;
+            let mut routes = Vec::with_capacity(f.use_backends.len());
             for ub in &f.use_backends {
-                if ub.cond.is_some() {
-                    return Err(Error::Other(format!(
-                        "parsing [{}] : 'use_backend' : conditions (if/unless) are not supported yet (ACLs come in a later release)",
-                        ub.loc
-                    )));
-                }
-                if target.is_none() {
-                    target = find(&ub.backend);
-                }
+                let target = match &ub.dynamic {
+                    Some(fmt) => RouteTarget::Dynamic(fmt.clone()),
+                    None => RouteTarget::Static(find(&ub.backend).ok_or_else(|| {
+                        Error::Other(format!(
+                            "parsing [{}] : 'use_backend' : unknown backend '{}'",
+                            ub.loc, ub.backend
+                        ))
+                    })?),
+                };
+                routes.push(Route {
+                    target,
+                    cond: ub.cond.clone(),
+                });
             }
-            let backend = target.or_else(|| f.default_backend.as_deref().and_then(find));
+            let backend = f.default_backend.as_deref().and_then(find);
+            let logger = Logger::new(&f.logs);
+            let httplog = match (&logger, f.mode) {
+                (Some(_), Mode::Http) if f.log_format.is_some() => f.log_format.clone(),
+                (Some(_), Mode::Http) if f.options.httplog => Some(Arc::new(LineFormat::httplog())),
+                _ => None,
+            };
             frontends.push(Arc::new(Frontend {
                 name: f.name.clone(),
                 mode: f.mode,
                 binds: f.binds.clone(),
+                routes,
                 backend,
+                backends: by_name.clone(),
+                http_request: f.http_request.clone(),
+                http_response: f.http_response.clone(),
+                capture_request: f.capture_request.clone(),
+                capture_response: f.capture_response.clone(),
+                httplog,
+                logasap: f.options.logasap,
+                forwardfor: f.options.forwardfor.clone(),
                 timeouts: f.timeouts.clone(),
                 conns: f.maxconn.map(|n| Arc::new(Semaphore::new(n as usize))),
                 active: AtomicU32::new(0),
-                logger: Logger::new(&f.logs),
+                logger,
                 tcplog: f.options.tcplog && f.mode == Mode::Tcp,
             }));
         }

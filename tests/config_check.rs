@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use weir::config::{
-    self, parse_size, parse_time, Balance, Config, LogFormat, LogTarget, Mode, Proto, RawCond,
+    self, parse_size, parse_time, Balance, Config, LogFormat, LogTarget, Mode, Proto,
 };
 
 // ------------------------------------------------------------------ helpers
@@ -642,10 +642,6 @@ fn ignored_options_warn() {
             "'option http-server-close' has no effect in weir, ignored",
         ),
         (
-            "option forwardfor except 127.0.0.0/8",
-            "'option forwardfor' has no effect in weir yet, ignored",
-        ),
-        (
             "option redispatch",
             "'option redispatch' has no effect in weir yet, ignored",
         ),
@@ -702,6 +698,8 @@ fn use_backend_rules_keep_their_conditions() {
     let cfg = "\
 frontend fe
     bind :0
+    acl is_admin src 10.0.0.0/8
+    acl is_dynamic path_end .php
     use_backend api if { path_beg /api } || is_admin
     use_backend static unless !is_dynamic
     use_backend web
@@ -713,23 +711,10 @@ backend web
     let rules = &c.frontends[0].use_backends;
     assert_eq!(rules.len(), 3);
     assert_eq!(rules[0].backend, "api");
-    let words = ["{", "path_beg", "/api", "}", "||", "is_admin"];
-    assert_eq!(
-        rules[0].cond,
-        Some(RawCond {
-            negate: false,
-            words: words.iter().map(|w| w.to_string()).collect()
-        })
-    );
-    assert_eq!(rules[0].loc.line, 3);
-    assert_eq!(
-        rules[1].cond,
-        Some(RawCond {
-            negate: true,
-            words: vec!["!is_dynamic".into()]
-        })
-    );
-    assert_eq!((rules[2].backend.as_str(), &rules[2].cond), ("web", &None));
+    assert!(rules[0].cond.is_some() && rules[1].cond.is_some());
+    assert_eq!(rules[0].loc.line, 5);
+    assert_eq!(rules[2].backend, "web");
+    assert!(rules[2].cond.is_none());
     assert_eq!(c.frontends[0].default_backend, None);
     assert_eq!(warnings(cfg), Vec::<String>::new());
 }
@@ -1058,7 +1043,7 @@ global
 frontend "f"'e'
     bind ${HOST}:${PORT} ${UNSET} ${EMPTY}
     bind ":$PORT"
-    use_backend b if { path /a\#b }
+    use_backend b if { hdr(x-tag) /a\#b }
 backend b
     server 's1' "localhost:3000" weight "0"
 "#;
@@ -1078,8 +1063,28 @@ backend b
     assert_eq!(fe.name, "fe");
     assert_eq!(fe.binds[0].addr, addr("127.0.0.1:3001"));
     assert_eq!(fe.binds[1].addr, addr("0.0.0.0:3001"));
-    let cond = fe.use_backends[0].cond.as_ref().map(|c| c.words.join(" "));
-    assert_eq!(cond.as_deref(), Some("{ path /a#b }"));
+    // `\#` is a literal '#': the condition matches the value "/a#b".
+    let cond = fe.use_backends[0].cond.as_ref().expect("condition");
+    let matches = |value: &str| {
+        let uri = http::Uri::from_static("/");
+        let mut headers = http::HeaderMap::new();
+        headers.insert("x-tag", value.parse().unwrap());
+        let input = weir::acl::Input {
+            method: &http::Method::GET,
+            uri: &uri,
+            version: http::Version::HTTP_2,
+            headers: &headers,
+            src: addr("127.0.0.1:1"),
+            dst: addr("127.0.0.1:2"),
+            frontend: "fe",
+            backend: None,
+            tls: None,
+            res: None,
+        };
+        cond.eval(&input)
+    };
+    assert!(matches("/a#b"));
+    assert!(!matches("/a"));
     assert_eq!(c.backends[0].servers[0].weight, 0);
 }
 
@@ -1184,12 +1189,12 @@ fn keywords_in_the_wrong_section() {
 #[test]
 fn unsupported_keywords_and_sections() {
     assert_eq!(
-        error(&with_tail("backend b2\n    acl is_api path_beg /api\n")),
-        "parsing [weir.cfg:2] : 'acl' is not supported yet"
+        error(&with_tail("backend b2\n    redirect prefix /x\n")),
+        "parsing [weir.cfg:2] : 'redirect' is not supported yet"
     );
     assert_eq!(
-        error(&with_tail("defaults\n    http-request deny\n")),
-        "parsing [weir.cfg:2] : 'http-request' is not supported yet"
+        error(&with_tail("defaults\n    tcp-request content accept\n")),
+        "parsing [weir.cfg:2] : 'tcp-request' is not supported yet"
     );
     assert_eq!(
         error(&with_tail("userlist admins\n    user a password x\n    group g\n")),
@@ -1320,7 +1325,6 @@ fn bad_values() {
         ("defaults\n    log stdout len 10 local0", "'log' : 'len' : value '10' is out of range (expected an integer between 80 and 65535)"),
         ("defaults\n    log ring@buf local0", "'log' : 'ring@' addresses are not supported yet"),
         ("global\n    log global", "'log' : 'log global' is only meaningful in a proxy section"),
-        ("frontend f2\n    use_backend %[req.hdr(host)]", "'use_backend' : dynamic backend names are not supported yet ('%[req.hdr(host)]')"),
     ];
     for (head, message) in cases {
         let line = head.lines().count();
@@ -1444,7 +1448,7 @@ frontend fe
     mode http
     bind :0
     default_backend be
-    use_backend be if x
+    use_backend be if TRUE
 listen l
     bind :0
     use_backend be
@@ -1585,18 +1589,25 @@ fn units_api() {
 }
 
 #[test]
-fn check_refuses_what_the_runtime_cannot_run_yet() {
-    let cfg = "frontend fe\n    mode http\n    bind :0\n    use_backend be if { path /x }\nbackend be\n    mode http\n";
+fn check_reports_condition_errors_at_their_line() {
+    let cfg = "frontend fe\n    mode http\n    bind :0\n    acl api path_beg /api\n    use_backend be if api || admin\n    default_backend be\nbackend be\n    mode http\n";
     let r = run_check(cfg);
     assert_eq!(r.code, Some(1), "{}", r.stderr);
     assert!(
         r.stderr.contains(
-            "[ALERT] parsing [weir.cfg:4] : 'use_backend' : conditions (if/unless) are not supported yet"
+            "[ALERT] parsing [weir.cfg:5] : 'use_backend' : error detected while parsing the condition: no such ACL : 'admin'"
         ),
         "{}",
         r.stderr
     );
     assert!(r.stdout.is_empty());
+    let r = run_check(&cfg.replace(" || admin", ""));
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(
+        r.stdout.contains("Configuration file is valid"),
+        "{}",
+        r.stdout
+    );
 }
 
 #[test]

@@ -15,9 +15,18 @@
 //! - [`Condition::parse`] / [`Condition::eval`]: `if` / `unless` conditions.
 //! - [`split_cond`]: splits a rule line at `if` / `unless`.
 
+mod cond;
+mod convert;
+mod expr;
+mod fetch;
+mod matcher;
+#[cfg(test)]
+mod tests;
+
 use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
+use std::sync::Arc;
 
 use http::{HeaderMap, Method, Uri, Version};
 
@@ -100,22 +109,23 @@ impl std::fmt::Display for Sample<'_> {
 /// A compiled sample expression: a fetch and its converters.
 #[derive(Clone, Debug)]
 pub struct Expr {
-    _todo: (),
+    inner: Arc<expr::ExprInner>,
 }
 
 impl Expr {
     /// Parses `fetch[(args)][,converter[(args)]]...`, checking that the
     /// fetch is available at `stage`.
     pub fn parse(text: &str, stage: Stage) -> Result<Expr, String> {
-        let _ = stage;
-        Err(format!("sample expressions are not implemented ('{text}')"))
+        let (inner, _) = expr::ExprInner::compile(text, stage, false)?;
+        Ok(Expr {
+            inner: Arc::new(inner),
+        })
     }
 
     /// The expression's value (for multi-valued fetches such as `req.hdr`,
     /// the last occurrence), or `None` when the fetch finds nothing.
     pub fn eval<'a>(&self, input: &Input<'a>) -> Option<Sample<'a>> {
-        let _ = input;
-        None
+        self.inner.eval(input)
     }
 }
 
@@ -123,7 +133,7 @@ impl Expr {
 /// (`TRUE`, `FALSE`, `METH_GET`, `HTTP_2.0`, ...).
 #[derive(Clone, Debug, Default)]
 pub struct Acls {
-    _todo: (),
+    map: cond::AclMap,
 }
 
 impl Acls {
@@ -133,15 +143,14 @@ impl Acls {
     /// where relative `-f` pattern files are looked up (the config file's
     /// directory).
     pub fn define(&mut self, words: &[String], base_dir: &Path) -> Result<(), String> {
-        let _ = (words, base_dir);
-        Err("acl is not implemented".into())
+        self.map.define(words, base_dir)
     }
 }
 
 /// A compiled `if` / `unless` condition.
 #[derive(Clone, Debug)]
 pub struct Condition {
-    _todo: (),
+    inner: Arc<cond::CondInner>,
 }
 
 impl Condition {
@@ -156,13 +165,14 @@ impl Condition {
         stage: Stage,
         base_dir: &Path,
     ) -> Result<Condition, String> {
-        let _ = (words, unless, acls, stage, base_dir);
-        Err("conditions are not implemented".into())
+        let inner = cond::CondInner::parse(words, unless, &acls.map, stage, base_dir)?;
+        Ok(Condition {
+            inner: Arc::new(inner),
+        })
     }
 
     pub fn eval(&self, input: &Input) -> bool {
-        let _ = input;
-        false
+        self.inner.eval(input)
     }
 }
 

@@ -30,6 +30,12 @@ pub struct Backend {
     pub timeouts: Timeouts,
     /// What health checks of this backend's servers do.
     pub check: config::HealthCheck,
+    /// `http-request` rules of the backend section.
+    pub http_request: Vec<config::Rule<config::ReqAction>>,
+    /// `http-response` rules of the backend section.
+    pub http_response: Vec<config::Rule<config::ResAction>>,
+    /// `option forwardfor` on the backend.
+    pub forwardfor: Option<config::ForwardFor>,
     balancer: Box<dyn Balancer>,
     /// Woken when a call slot frees up while calls are queued.
     slot_freed: Notify,
@@ -75,6 +81,9 @@ impl Backend {
             backups,
             timeouts: b.timeouts.clone(),
             check: b.check.clone(),
+            http_request: b.http_request.clone(),
+            http_response: b.http_response.clone(),
+            forwardfor: b.options.forwardfor.clone(),
             balancer,
             slot_freed: Notify::new(),
             queued: AtomicUsize::new(0),

@@ -38,6 +38,7 @@ mod parse;
 mod resolve;
 mod units;
 
+pub use parse::rules::in_network;
 pub use units::{parse_size, parse_time};
 
 use std::fmt;

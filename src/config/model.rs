@@ -9,6 +9,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::HeaderName;
+
+use crate::acl::Condition;
+use crate::observe::logformat::LogFormat as LineFormat;
+
 /// Where a line came from: `weir.cfg:42`.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Loc {
@@ -122,6 +127,22 @@ pub struct Options {
     pub httplog: bool,
     /// `option tcplog`
     pub tcplog: bool,
+    /// `option logasap`: the httplog line is written as soon as the
+    /// response headers are in.
+    pub logasap: bool,
+    /// `option forwardfor [except <net>] [header <name>] [if-none]`
+    pub forwardfor: Option<ForwardFor>,
+}
+
+/// `option forwardfor`: the client address goes to the server in a header.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForwardFor {
+    /// `header <name>` (default `x-forwarded-for`).
+    pub header: HeaderName,
+    /// `except <network>`: clients in this network get no header.
+    pub except: Option<(IpAddr, u8)>,
+    /// `if-none`: only when the request has no such header yet.
+    pub if_none: bool,
 }
 
 /// A `frontend` (or the front half of a `listen`).
@@ -132,9 +153,19 @@ pub struct Frontend {
     pub mode: Mode,
     pub binds: Vec<Bind>,
     pub default_backend: Option<String>,
-    /// `use_backend <name> [if|unless <cond>]`, in file order. The condition
-    /// is kept as its raw words until the ACL issue compiles it.
+    /// `use_backend <name> [if|unless <cond>]`, in file order.
     pub use_backends: Vec<UseBackend>,
+    /// `http-request` rules, in file order.
+    pub http_request: Vec<Rule<ReqAction>>,
+    /// `http-response` rules, in file order.
+    pub http_response: Vec<Rule<ResAction>>,
+    /// `capture request header <name> len <n>`, in file order.
+    pub capture_request: Vec<Capture>,
+    /// `capture response header <name> len <n>`.
+    pub capture_response: Vec<Capture>,
+    /// `log-format <string>`; `None` with `option httplog` means weir's
+    /// default httplog layout.
+    pub log_format: Option<Arc<LineFormat>>,
     pub timeouts: Timeouts,
     /// `maxconn N` on the frontend.
     pub maxconn: Option<u32>,
@@ -151,19 +182,95 @@ pub struct Bind {
     pub loc: Loc,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct UseBackend {
+    /// The backend name as written (a `%[...]` format for dynamic rules).
     pub backend: String,
-    /// Raw condition words after `if`/`unless`, `None` for unconditional.
-    pub cond: Option<RawCond>,
+    /// `use_backend %[<expr>]`: the name is computed per request.
+    pub dynamic: Option<Arc<LineFormat>>,
+    /// `if` / `unless` condition; `None` for unconditional.
+    pub cond: Option<Condition>,
     pub loc: Loc,
 }
 
+/// One `http-request` / `http-response` rule: an action and its condition.
+#[derive(Clone, Debug)]
+pub struct Rule<A> {
+    pub action: A,
+    pub cond: Option<Condition>,
+    pub loc: Loc,
+}
+
+/// What an `http-request` rule does.
+#[derive(Clone, Debug)]
+pub enum ReqAction {
+    /// `allow`: stop evaluating `http-request` rules, let the request pass.
+    Allow,
+    /// `deny [deny_status <code>]`
+    Deny { status: u16 },
+    /// `return [status <code>] [content-type <type>] [string|lf-string <body>] [hdr <name> <fmt>]*`
+    Return(Box<ReturnSpec>),
+    /// `set-header`, `add-header`, `del-header`, `replace-header`, `replace-value`
+    Header(HeaderAction),
+    /// `set-path <fmt>`
+    SetPath(Arc<LineFormat>),
+    /// `set-query <fmt>`
+    SetQuery(Arc<LineFormat>),
+    /// `set-uri <fmt>`
+    SetUri(Arc<LineFormat>),
+    /// `set-method <fmt>`
+    SetMethod(Arc<LineFormat>),
+}
+
+/// What an `http-response` rule does.
+#[derive(Clone, Debug)]
+pub enum ResAction {
+    /// `allow`: stop evaluating `http-response` rules.
+    Allow,
+    /// `deny [deny_status <code>]`: the response is replaced.
+    Deny {
+        status: u16,
+    },
+    /// `set-status <code>`
+    SetStatus(u16),
+    Header(HeaderAction),
+}
+
+/// A header edit shared by `http-request` and `http-response`.
+#[derive(Clone, Debug)]
+pub enum HeaderAction {
+    Set(HeaderName, Arc<LineFormat>),
+    Add(HeaderName, Arc<LineFormat>),
+    Del(HeaderName),
+    /// `replace-header <name> <regex> <fmt>`: on each whole header line.
+    Replace(HeaderName, regex::Regex, Arc<LineFormat>),
+    /// `replace-value <name> <regex> <fmt>`: on each comma-separated value.
+    ReplaceValue(HeaderName, regex::Regex, Arc<LineFormat>),
+}
+
+/// `http-request return ...`
+#[derive(Clone, Debug)]
+pub struct ReturnSpec {
+    pub status: u16,
+    pub content_type: Option<String>,
+    pub body: Option<ReturnBody>,
+    pub headers: Vec<(HeaderName, Arc<LineFormat>)>,
+}
+
+/// The body of `http-request return`.
+#[derive(Clone, Debug)]
+pub enum ReturnBody {
+    /// `string <text>`
+    Text(bytes::Bytes),
+    /// `lf-string <fmt>`
+    Format(Arc<LineFormat>),
+}
+
+/// `capture request|response header <name> len <n>`
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RawCond {
-    /// true for `unless`
-    pub negate: bool,
-    pub words: Vec<String>,
+pub struct Capture {
+    pub name: HeaderName,
+    pub len: usize,
 }
 
 /// `balance <algorithm>`
@@ -194,6 +301,12 @@ pub struct Backend {
     /// What a health check of this backend's servers does (`option
     /// grpc-check`, `option tcp-check`, `option httpchk`; default: connect).
     pub check: HealthCheck,
+    /// `http-request` rules of a `backend` section (run after the
+    /// frontend's, once this backend is chosen). Empty for a `listen`,
+    /// whose rules are on its frontend side.
+    pub http_request: Vec<Rule<ReqAction>>,
+    /// `http-response` rules of a `backend` section (run before the frontend's).
+    pub http_response: Vec<Rule<ResAction>>,
 }
 
 /// `server <name> <addr>:<port> [proto h2] [weight N] [maxconn N] [disabled] [check]`

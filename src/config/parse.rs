@@ -13,12 +13,13 @@ use super::keywords::{
 };
 use super::units::{check_name, parse_addr, parse_int, parse_time, parse_u32, AddrUse};
 use super::{
-    Balance, Bind, Global, Loc, LogFormat, LogTarget, Mode, Options, Proto, RawCond, Server,
-    Timeouts, UseBackend,
+    Balance, Bind, Capture, Global, Loc, LogFormat, LogTarget, Mode, Options, Proto, ReqAction,
+    ResAction, Rule, Server, Timeouts, UseBackend,
 };
 use super::{Diagnostic, Diags};
 
 pub(crate) mod check;
+pub(crate) mod rules;
 
 pub(crate) type R = Result<(), String>;
 
@@ -113,6 +114,13 @@ pub(crate) struct ProxyDraft {
     pub default_server: Vec<String>,
     /// Health-check kind and rules (`option grpc-check`, `tcp-check`, ...).
     pub check: check::CheckDraft,
+    /// Named ACLs of this section (`acl` lines), used by its conditions.
+    pub acls: crate::acl::Acls,
+    pub http_request: Vec<Rule<ReqAction>>,
+    pub http_response: Vec<Rule<ResAction>>,
+    pub capture_request: Vec<Capture>,
+    pub capture_response: Vec<Capture>,
+    pub log_format: Option<std::sync::Arc<crate::observe::logformat::LogFormat>>,
 }
 
 /// A proxy's `log` line: `log global` is expanded once `global` is known.
@@ -394,6 +402,15 @@ pub(crate) fn option(ctx: &mut Ctx, p: &mut ProxyDraft) -> R {
             p.options.tcplog = on;
             p.options.httplog &= !on;
         }
+        OptionKind::Logasap => p.options.logasap = on,
+        OptionKind::Forwardfor => {
+            p.options.forwardfor = if on {
+                Some(rules::forwardfor(&ctx.words[2..])?)
+            } else {
+                ctx.max_args(1)?;
+                None
+            }
+        }
         OptionKind::GrpcCheck | OptionKind::TcpCheck | OptionKind::HttpChk => {
             check::option(ctx, p, &def.kind)?
         }
@@ -428,40 +445,6 @@ pub(crate) fn default_backend(ctx: &mut Ctx, p: &mut ProxyDraft) -> R {
     p.default_backend = Some(Ref {
         name: name.to_string(),
         loc: ctx.loc.clone(),
-    });
-    Ok(())
-}
-
-pub(crate) fn use_backend(ctx: &mut Ctx, p: &mut ProxyDraft) -> R {
-    let name = ctx.need(1, "<backend>")?;
-    if name.contains("%[") {
-        return Err(format!(
-            "dynamic backend names are not supported yet ('{name}')"
-        ));
-    }
-    let cond = match ctx.arg(2) {
-        None => None,
-        Some(word @ ("if" | "unless")) => {
-            let words = &ctx.words[3..];
-            if words.is_empty() {
-                return Err(format!("missing condition after '{word}'"));
-            }
-            Some(RawCond {
-                negate: word == "unless",
-                words: words.to_vec(),
-            })
-        }
-        Some(other) => {
-            return Err(format!(
-                "unexpected argument '{other}' (expected 'if' or 'unless' followed by a condition)"
-            ))
-        }
-    };
-    let loc = ctx.loc.clone();
-    p.use_backends.push(UseBackend {
-        backend: name.to_string(),
-        cond,
-        loc,
     });
     Ok(())
 }

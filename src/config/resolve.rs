@@ -334,6 +334,11 @@ fn frontend_of(s: &Section, global: &Global, diags: &mut Diags) -> Frontend {
         maxconn: d.maxconn,
         logs: expand_logs(&d.logs, global),
         options,
+        http_request: d.http_request.clone(),
+        http_response: d.http_response.clone(),
+        capture_request: d.capture_request.clone(),
+        capture_response: d.capture_response.clone(),
+        log_format: d.log_format.clone(),
     }
 }
 
@@ -349,6 +354,17 @@ fn backend_of(s: &Section, global: &Global) -> Backend {
         options: d.options.clone(),
         logs: expand_logs(&d.logs, global),
         check: d.check.finish(),
+        // A `listen` is one proxy: its rules run once, on the frontend side.
+        http_request: if s.kind == SectionKind::Backend {
+            d.http_request.clone()
+        } else {
+            Vec::new()
+        },
+        http_response: if s.kind == SectionKind::Backend {
+            d.http_response.clone()
+        } else {
+            Vec::new()
+        },
     }
 }
 
@@ -421,7 +437,7 @@ fn finish(state: State, diags: &mut Diags) -> Config {
         if let Some(r) = &s.draft.default_backend {
             check_ref(&fe, s.kind, r, "default_backend", &backends, diags);
         }
-        for u in &fe.use_backends {
+        for u in fe.use_backends.iter().filter(|u| u.dynamic.is_none()) {
             let r = Ref {
                 name: u.backend.clone(),
                 loc: u.loc.clone(),

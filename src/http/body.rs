@@ -36,12 +36,23 @@ impl ProxyBody {
     pub fn full(b: impl Into<Bytes>) -> Self {
         ProxyBody::Full(Some(b.into()))
     }
+
+    /// The termination state of a body that ended on a server-side
+    /// failure, for the access log.
+    pub fn termination(&self) -> Option<&'static str> {
+        match self {
+            ProxyBody::H2(u) => u.term,
+            _ => None,
+        }
+    }
 }
 
 pub struct UpstreamH2 {
     recv: h2::RecvStream,
     data_done: bool,
     finished: bool,
+    /// Termination state when the stream ended on a failure (`SD`, `sD`).
+    term: Option<&'static str>,
     grpc: bool,
     idle: Option<IdleTimer>,
     // Held for the life of the stream: the upstream stream slot and the
@@ -60,6 +71,7 @@ impl UpstreamH2 {
     ) -> Self {
         UpstreamH2 {
             data_done: false,
+            term: None,
             finished: recv.is_end_stream(),
             recv,
             grpc,
@@ -77,6 +89,10 @@ impl UpstreamH2 {
         message: String,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         self.finished = true;
+        self.term = Some(match kind {
+            ErrorKind::ServerTimeout => "sD",
+            _ => "SD",
+        });
         if self.grpc {
             let code = match kind {
                 ErrorKind::ServerTimeout => GrpcCode::DeadlineExceeded,
@@ -95,6 +111,7 @@ impl UpstreamH2 {
             // The server reset the stream on purpose: pass the same reason on
             // (hyper resets the client stream with the reason it finds here).
             self.finished = true;
+            self.term = Some("SD");
             return Poll::Ready(Some(Err(Box::new(e))));
         }
         self.end_with(

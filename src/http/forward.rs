@@ -4,6 +4,7 @@
 use std::future::poll_fn;
 use std::sync::Arc;
 use std::task::Poll;
+use std::time::Instant;
 
 use bytes::Bytes;
 use futures_util::FutureExt;
@@ -19,16 +20,40 @@ use crate::error::{ErrorKind, ProxyError};
 use crate::http::body::{ProxyBody, UpstreamH1, UpstreamH2};
 use crate::http::idle::{Activity, IdleTimer};
 
+/// When the steps of one forward happened (for the access log).
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    pub started: Instant,
+    /// A stream (HTTP/2) or connection (HTTP/1.1) to the server was ready.
+    pub connected: Option<Instant>,
+}
+
+impl Timing {
+    pub fn new() -> Self {
+        Timing {
+            started: Instant::now(),
+            connected: None,
+        }
+    }
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// Sends `req` to the server of `slot` and returns the response to stream back.
 pub async fn forward(
     req: Request<Incoming>,
     slot: Slot,
     timeouts: &Timeouts,
     grpc: bool,
+    timing: &mut Timing,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     match slot.server.proto {
-        UpstreamProto::H2 => forward_h2(req, slot, timeouts, grpc).await,
-        UpstreamProto::H1 => forward_h1(req, slot, timeouts).await,
+        UpstreamProto::H2 => forward_h2(req, slot, timeouts, grpc, timing).await,
+        UpstreamProto::H1 => forward_h1(req, slot, timeouts, timing).await,
     }
 }
 
@@ -37,6 +62,7 @@ async fn forward_h2(
     slot: Slot,
     timeouts: &Timeouts,
     grpc: bool,
+    timing: &mut Timing,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let server = slot.server.clone();
     // A connection that received GOAWAY refuses new streams before anything
@@ -61,6 +87,7 @@ async fn forward_h2(
             }
         }
     };
+    timing.connected = Some(Instant::now());
 
     let client_version = req.version();
     let client_wants_trailers = req
@@ -161,9 +188,11 @@ async fn forward_h1(
     req: Request<Incoming>,
     slot: Slot,
     timeouts: &Timeouts,
+    timing: &mut Timing,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let server = slot.server.clone();
     let mut sender = server.h1.acquire(server.addr, timeouts.connect).await?;
+    timing.connected = Some(Instant::now());
     let (mut parts, body) = req.into_parts();
     if !parts.headers.contains_key(header::HOST) {
         if let Some(a) = parts.uri.authority() {

@@ -1,12 +1,14 @@
 //! `mode http`: one listener serves HTTP/1.1 and HTTP/2 (h2c with prior
 //! knowledge, detected from the connection preface) unless `proto` forces one.
 
+pub mod access_log;
 pub mod body;
 pub mod forward;
 pub mod grpc;
 pub mod idle;
 pub mod request;
 pub mod respond;
+pub mod rules;
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,6 +23,7 @@ use tokio::sync::watch;
 
 use crate::config::Proto;
 use crate::runtime::Frontend;
+use access_log::{ConnInfo, PendingLog};
 use body::ProxyBody;
 use idle::{Activity, IdleTimer};
 
@@ -74,11 +77,13 @@ impl Drop for CallGuard {
     }
 }
 
-/// The response body as the client connection sees it: the proxy body plus
-/// the guard that keeps the connection counted as busy.
+/// The response body as the client connection sees it: the proxy body,
+/// the guard that keeps the connection counted as busy, and the request's
+/// access-log line, written when the body ends (or is dropped).
 pub struct ClientBody {
     inner: ProxyBody,
     _call: CallGuard,
+    log: Option<Box<PendingLog>>,
 }
 
 impl http_body::Body for ClientBody {
@@ -89,7 +94,33 @@ impl http_body::Body for ClientBody {
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, body::BoxError>>> {
-        std::pin::Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+        let this = self.get_mut();
+        let polled = std::pin::Pin::new(&mut this.inner).poll_frame(cx);
+        let Some(log) = this.log.as_mut() else {
+            return polled;
+        };
+        match &polled {
+            std::task::Poll::Ready(Some(Ok(frame))) => {
+                if let Some(d) = frame.data_ref() {
+                    log.add_bytes(d.len());
+                } else if let Some(t) = frame.trailers_ref() {
+                    log.trailers(t);
+                }
+                if this.inner.is_end_stream() {
+                    if let Some(t) = this.inner.termination() {
+                        log.termination(t);
+                    }
+                    log.write(false);
+                }
+            }
+            std::task::Poll::Ready(Some(Err(_))) => {
+                log.termination(this.inner.termination().unwrap_or("SD"));
+                log.write(false);
+            }
+            std::task::Poll::Ready(None) => log.write(false),
+            std::task::Poll::Pending => {}
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -98,6 +129,18 @@ impl http_body::Body for ClientBody {
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.inner.size_hint()
+    }
+}
+
+impl Drop for ClientBody {
+    fn drop(&mut self) {
+        if let Some(log) = self.log.as_mut() {
+            if !log.is_written() {
+                // The client went away (or reset the stream) mid-response.
+                log.termination("CD");
+                log.write(false);
+            }
+        }
     }
 }
 
@@ -122,15 +165,22 @@ pub async fn serve(
     let pick = crate::backend::balance::PickCtx {
         hash: Some(crate::backend::balance::hash_ip(peer.ip())),
     };
+    let conn_info = Arc::new(ConnInfo {
+        peer,
+        local: stream.local_addr().unwrap_or(peer),
+        accepted: std::time::SystemTime::now(),
+    });
     let service = service_fn(move |req| {
         let fe = svc_fe.clone();
+        let conn_info = conn_info.clone();
         svc_calls.open.fetch_add(1, Ordering::AcqRel);
         let guard = CallGuard(svc_calls.clone());
         async move {
-            let resp = request::handle(req, &fe, &pick).await;
+            let (resp, log) = request::handle(req, &fe, &conn_info, &pick).await;
             Ok::<_, Infallible>(resp.map(|inner| ClientBody {
                 inner,
                 _call: guard,
+                log,
             }))
         }
     });

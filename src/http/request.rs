@@ -1,40 +1,153 @@
-//! The life of one HTTP request, top to bottom.
+//! The life of one HTTP request, top to bottom:
+//!
+//! 1. the access-log line starts (request headers captured as received);
+//! 2. the frontend's `http-request` rules run (`deny`/`return` answer here);
+//! 3. `use_backend` rules pick the backend (else `default_backend`);
+//! 4. the backend's `http-request` rules run, `option forwardfor` applies;
+//! 5. the backend picks a server (maybe after queueing) and the call is
+//!    forwarded;
+//! 6. `http-response` rules (backend's, then frontend's) edit the response head.
+
+use std::sync::Arc;
+use std::time::Instant;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
 
 use crate::backend::balance::PickCtx;
-use crate::error::{ErrorKind, ProxyError};
+use crate::error::ProxyError;
+use crate::http::access_log::{ConnInfo, PendingLog};
 use crate::http::body::ProxyBody;
-use crate::http::{forward, grpc, respond};
+use crate::http::forward::{self, Timing};
+use crate::http::rules::{self, Env, Outcome, ReqHead};
+use crate::http::{grpc, respond};
 use crate::runtime::Frontend;
 
 /// Routes, balances and forwards one request; every failure becomes a
-/// reply the client understands (a gRPC status for gRPC clients).
-pub async fn handle(req: Request<Incoming>, fe: &Frontend, pick: &PickCtx) -> Response<ProxyBody> {
+/// reply the client understands (a gRPC status for gRPC clients). Returns
+/// the response and the request's pending log line, if the frontend logs.
+pub async fn handle(
+    req: Request<Incoming>,
+    fe: &Arc<Frontend>,
+    conn: &ConnInfo,
+    pick: &PickCtx,
+) -> (Response<ProxyBody>, Option<Box<PendingLog>>) {
     let is_grpc = grpc::is_grpc(req.headers());
-    let Some(backend) = fe.backend.as_ref() else {
-        let e = ProxyError::new(
-            ErrorKind::NoBackend,
-            format!("no backend for this request in frontend {}", fe.name),
-        );
-        return respond::error(is_grpc, &e);
+    let (mut parts, body) = req.into_parts();
+    let mut log = PendingLog::start(fe, conn, &parts);
+    let mut env = Env {
+        src: conn.peer,
+        dst: conn.local,
+        frontend: &fe.name,
+        backend: None,
+        tls: None,
     };
-    let result = match backend.take(pick).await {
-        Ok(slot) => {
-            let server = slot.server.clone();
-            forward::forward(req, slot, &backend.timeouts, is_grpc)
-                .await
-                .map_err(|mut e| {
-                    // Name the backend/server, as HAProxy's logs do.
-                    e.message = format!("{}/{}: {}", backend.name, server.name, e.message);
-                    e
-                })
+
+    if let Outcome::Reply(r) = rules::request(&fe.http_request, &mut parts, &env, is_grpc) {
+        return reply(r.response, r.termination, log);
+    }
+    let backend = match rules::route(fe, &parts, &env) {
+        Ok(b) => b,
+        Err(e) => return failed(&e, is_grpc, log),
+    };
+    if let Some(l) = log.as_mut() {
+        l.backend(&backend);
+    }
+    env.backend = Some(&backend.name);
+    if let Outcome::Reply(r) = rules::request(&backend.http_request, &mut parts, &env, is_grpc) {
+        return reply(r.response, r.termination, log);
+    }
+    if let Some(ff) = backend.forwardfor.as_ref().or(fe.forwardfor.as_ref()) {
+        rules::forwardfor(ff, &mut parts.headers, conn.peer);
+    }
+    let has_response_rules = !backend.http_response.is_empty() || !fe.http_response.is_empty();
+    let head = has_response_rules.then(|| ReqHead::of(&parts));
+
+    let queued_at = Instant::now();
+    let slot = match backend.take(pick).await {
+        Ok(slot) => slot,
+        Err(e) => return failed(&e, is_grpc, log),
+    };
+    let server = slot.server.clone();
+    if let Some(l) = log.as_mut() {
+        l.server(&server, queued_at.elapsed());
+        l.backend_conns(&backend);
+    }
+    let mut timing = Timing::new();
+    let result = forward::forward(
+        Request::from_parts(parts, body),
+        slot,
+        &backend.timeouts,
+        is_grpc,
+        &mut timing,
+    )
+    .await;
+    if let Some(l) = log.as_mut() {
+        if let Some(c) = timing.connected {
+            l.connect_time(c - timing.started);
+            l.response_time(c.elapsed());
         }
-        Err(e) => Err(e),
+    }
+    let resp = match result {
+        Ok(r) => r,
+        Err(mut e) => {
+            // Name the backend/server, as HAProxy's logs do.
+            e.message = format!("{}/{}: {}", backend.name, server.name, e.message);
+            tracing::debug!(frontend = %fe.name, backend = %backend.name, error = %e, "proxy error");
+            return failed(&e, is_grpc, log);
+        }
     };
-    result.unwrap_or_else(|e| {
-        tracing::debug!(frontend = %fe.name, backend = %backend.name, error = %e, "proxy error");
-        respond::error(is_grpc, &e)
-    })
+    let Some(head) = head else {
+        return done(resp, log, fe.logasap);
+    };
+    let (mut rparts, rbody) = resp.into_parts();
+    for list in [&backend.http_response, &fe.http_response] {
+        if let Some(r) = rules::response(list, &mut rparts, &head, &env, is_grpc) {
+            // The server's body is dropped: its stream is reset.
+            return reply(r.response, r.termination, log);
+        }
+    }
+    done(Response::from_parts(rparts, rbody), log, fe.logasap)
+}
+
+fn failed(
+    e: &ProxyError,
+    is_grpc: bool,
+    log: Option<Box<PendingLog>>,
+) -> (Response<ProxyBody>, Option<Box<PendingLog>>) {
+    reply(respond::error(is_grpc, e), e.kind.reply().termination, log)
+}
+
+/// A reply made by the proxy: logged now, it is already complete.
+fn reply(
+    resp: Response<ProxyBody>,
+    termination: &str,
+    mut log: Option<Box<PendingLog>>,
+) -> (Response<ProxyBody>, Option<Box<PendingLog>>) {
+    if let Some(l) = log.as_mut() {
+        l.termination(termination);
+        l.response(resp.status().as_u16(), resp.headers());
+        if let ProxyBody::Full(Some(b)) = resp.body() {
+            l.add_bytes(b.len());
+        }
+        l.write(false);
+    }
+    (resp, log)
+}
+
+/// A response from a server, about to stream back.
+fn done(
+    resp: Response<ProxyBody>,
+    mut log: Option<Box<PendingLog>>,
+    logasap: bool,
+) -> (Response<ProxyBody>, Option<Box<PendingLog>>) {
+    if let Some(l) = log.as_mut() {
+        l.response(resp.status().as_u16(), resp.headers());
+        if http_body::Body::is_end_stream(resp.body()) {
+            l.write(false);
+        } else if logasap {
+            l.write(true);
+        }
+    }
+    (resp, log)
 }

@@ -5,11 +5,24 @@
 //! load time into nodes; [`LogFormat::render`] writes one line.
 //! The same strings are the values of `http-request set-header` and
 //! friends (rendered at request time, without a [`HttpLogRecord`]).
+//!
+//! Behaviour follows HAProxy's `sess_build_logline()`: runs of blanks in
+//! the format are *separators* that print one space, and only when the
+//! previous node printed something (so `%hr` without captures leaves no
+//! double space, and leading blanks vanish); strings that are absent or
+//! empty print `-` (`""` with `+Q`); `%r`, `%HU`, ... and the captures
+//! are `#XX`-encoded like HAProxy's url / header encode maps.
+//! See `docs/logging.md`.
 
-use std::net::SocketAddr;
-use std::time::SystemTime;
+use std::fmt::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::OnceLock;
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::acl::{Input, Stage};
+use http::{Method, Uri, Version};
+
+use crate::acl::{Expr, Input, Sample, Stage};
+use crate::observe::time::Civil;
 
 /// Everything an `option httplog` / `log-format` line says about one
 /// finished (or, with `option logasap`, started) request.
@@ -80,36 +93,1318 @@ pub struct HttpLogRecord {
     pub grpc_status: Option<u32>,
 }
 
+/// weir's `option httplog` layout written as a `log-format` string:
+/// HAProxy's httplog format followed by the final grpc-status.
+/// [`LogFormat::httplog`] renders the same line (its last field is an
+/// internal node that does not need the request kept until log time).
+pub const HTTPLOG_FORMAT: &str = "%ci:%cp [%tr] %ft %b/%s %TR/%Tw/%Tc/%Tr/%Ta %ST %B %CC %CS %tsc %ac/%fc/%bc/%sc/%rc %sq/%bq %hr %hs %{+Q}r %[grpc_status]";
+
+/// HAProxy's own `option httplog` format (without weir's grpc-status).
+const HAPROXY_HTTPLOG: &str = "%ci:%cp [%tr] %ft %b/%s %TR/%Tw/%Tc/%Tr/%Ta %ST %B %CC %CS %tsc %ac/%fc/%bc/%sc/%rc %sq/%bq %hr %hs %{+Q}r";
+
+/// `%{...}` flags of one node.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Opts {
+    /// `+Q`: double-quote strings.
+    quote: bool,
+    /// `+X`: numbers and addresses in hexadecimal.
+    hex: bool,
+    /// `+E`: backslash-escape `"`, `\` and `]` (RFC 5424 structured data).
+    esc: bool,
+}
+
+/// The `%<name>` variables (HAProxy configuration manual §8.2.4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Var {
+    ClientIp,
+    ClientPort,
+    FrontendIp,
+    FrontendPort,
+    Frontend,
+    FrontendXprt,
+    Backend,
+    BackendIp,
+    BackendPort,
+    BeConn,
+    BeQueue,
+    Server,
+    ServerIp,
+    ServerPort,
+    SrvConn,
+    SrvQueue,
+    ActConn,
+    FeConn,
+    Retries,
+    ReqCounter,
+    LogCounter,
+    Date,
+    DateGmt,
+    DateLocal,
+    ReqDate,
+    ReqDateGmt,
+    ReqDateLocal,
+    Timestamp,
+    Millis,
+    Th,
+    Ti,
+    TR,
+    Tq,
+    Tw,
+    Tc,
+    Tr,
+    Ta,
+    Td,
+    Tt,
+    Tu,
+    Status,
+    BytesOut,
+    BytesIn,
+    TermState,
+    TermStateCk,
+    HdrReq,
+    HdrReqList,
+    HdrRes,
+    HdrResList,
+    Request,
+    Method,
+    Uri,
+    Path,
+    PathOnly,
+    Query,
+    Version,
+    CookieClient,
+    CookieServer,
+    UniqueId,
+    Pid,
+    Hostname,
+    SslCipher,
+    SslVersion,
+}
+
+/// Variable names; HAProxy's are case-sensitive (`%B` bytes, `%b` backend).
+const VARS: &[(&str, Var)] = &[
+    ("ci", Var::ClientIp),
+    ("cp", Var::ClientPort),
+    ("fi", Var::FrontendIp),
+    ("fp", Var::FrontendPort),
+    ("f", Var::Frontend),
+    ("ft", Var::FrontendXprt),
+    ("b", Var::Backend),
+    ("bi", Var::BackendIp),
+    ("bp", Var::BackendPort),
+    ("bc", Var::BeConn),
+    ("bq", Var::BeQueue),
+    ("s", Var::Server),
+    ("si", Var::ServerIp),
+    ("sp", Var::ServerPort),
+    ("sc", Var::SrvConn),
+    ("sq", Var::SrvQueue),
+    ("ac", Var::ActConn),
+    ("fc", Var::FeConn),
+    ("rc", Var::Retries),
+    ("rt", Var::ReqCounter),
+    ("lc", Var::LogCounter),
+    ("t", Var::Date),
+    ("T", Var::DateGmt),
+    ("Tl", Var::DateLocal),
+    ("tr", Var::ReqDate),
+    ("trg", Var::ReqDateGmt),
+    ("trl", Var::ReqDateLocal),
+    ("Ts", Var::Timestamp),
+    ("ms", Var::Millis),
+    ("Th", Var::Th),
+    ("Ti", Var::Ti),
+    ("TR", Var::TR),
+    ("Tq", Var::Tq),
+    ("Tw", Var::Tw),
+    ("Tc", Var::Tc),
+    ("Tr", Var::Tr),
+    ("Ta", Var::Ta),
+    ("Td", Var::Td),
+    ("Tt", Var::Tt),
+    ("Tu", Var::Tu),
+    ("ST", Var::Status),
+    ("B", Var::BytesOut),
+    ("U", Var::BytesIn),
+    ("ts", Var::TermState),
+    ("tsc", Var::TermStateCk),
+    ("hr", Var::HdrReq),
+    ("hrl", Var::HdrReqList),
+    ("hs", Var::HdrRes),
+    ("hsl", Var::HdrResList),
+    ("r", Var::Request),
+    ("HM", Var::Method),
+    ("HU", Var::Uri),
+    ("HP", Var::Path),
+    ("HPO", Var::PathOnly),
+    ("HQ", Var::Query),
+    ("HV", Var::Version),
+    ("CC", Var::CookieClient),
+    ("CS", Var::CookieServer),
+    ("ID", Var::UniqueId),
+    ("pid", Var::Pid),
+    ("H", Var::Hostname),
+    ("sslc", Var::SslCipher),
+    ("sslv", Var::SslVersion),
+];
+
+/// HAProxy flags weir accepts and ignores (`+M`: mandatory, encodings).
+const IGNORED_FLAGS: &[&str] = &["M", "bin", "json", "cbor"];
+
+#[derive(Clone, Debug)]
+enum Node {
+    /// Literal text (never contains blanks).
+    Text(String),
+    /// A run of blanks: one space, unless the line so far ends with one
+    /// (or is empty).
+    Sep,
+    Var(Var, Opts),
+    /// `%[expr]`
+    Sample(Box<Expr>, Opts),
+    /// weir's final httplog field: the grpc-status, `-` when unknown.
+    GrpcStatus,
+}
+
 /// A parsed log-format string.
 #[derive(Clone, Debug)]
 pub struct LogFormat {
-    _todo: (),
+    nodes: Vec<Node>,
 }
 
 impl LogFormat {
     /// Parses a `log-format` string (or a header value). `%[...]` expressions
     /// are checked against `stage`.
     pub fn parse(text: &str, stage: Stage) -> Result<LogFormat, String> {
-        let _ = stage;
-        Err(format!("log-format is not implemented ('{text}')"))
+        parse(text, stage).map(|nodes| LogFormat { nodes })
     }
 
     /// weir's `option httplog` layout: HAProxy's httplog format followed by
     /// the final grpc-status.
     pub fn httplog() -> LogFormat {
-        LogFormat { _todo: () }
+        let mut nodes = parse(HAPROXY_HTTPLOG, Stage::Log).expect("built-in httplog format parses");
+        nodes.push(Node::Sep);
+        nodes.push(Node::GrpcStatus);
+        LogFormat { nodes }
     }
 
     /// Whether rendering needs the request (`%[...]` sample expressions):
     /// when false, no [`Input`] has to be kept until log time.
     pub fn uses_samples(&self) -> bool {
-        false
+        self.nodes.iter().any(|n| matches!(n, Node::Sample(..)))
     }
 
     /// Appends one rendered line (or header value) to `out`. Variables come
     /// from `rec` when given, else from `input` where it can answer (`%ci`,
     /// `%HM`, ...), else `-`. `%[...]` reads `input`, `-` when absent.
     pub fn render(&self, rec: Option<&HttpLogRecord>, input: Option<&Input<'_>>, out: &mut String) {
-        let _ = (rec, input, out);
+        // HAProxy's `last_isspace`, initially set: a separator prints only
+        // after a node that printed something.
+        let mut last_space = true;
+        for node in &self.nodes {
+            match node {
+                Node::Sep => {
+                    if !last_space {
+                        out.push(' ');
+                        last_space = true;
+                    }
+                }
+                Node::Text(t) => {
+                    out.push_str(t);
+                    last_space = false;
+                }
+                Node::Var(v, o) => {
+                    if render_var(*v, *o, rec, input, out) {
+                        last_space = false;
+                    }
+                }
+                Node::Sample(expr, o) => {
+                    render_sample(input.and_then(|i| expr.eval(i)), *o, out);
+                    last_space = false;
+                }
+                Node::GrpcStatus => {
+                    let gs = match rec {
+                        Some(r) => r.grpc_status,
+                        None => input.and_then(|i| i.res).and_then(|r| r.grpc_status),
+                    };
+                    match gs {
+                        Some(v) => {
+                            let _ = write!(out, "{v}");
+                        }
+                        None => out.push('-'),
+                    }
+                    last_space = false;
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Parsing
+
+fn parse(text: &str, stage: Stage) -> Result<Vec<Node>, String> {
+    let bytes = text.as_bytes();
+    let mut nodes = Vec::new();
+    let mut lit = String::new();
+    // `%{...}o` sets the default flags of the variables that follow.
+    let mut defaults = Opts::default();
+    let mut i = 0;
+    fn flush(lit: &mut String, nodes: &mut Vec<Node>) {
+        if !lit.is_empty() {
+            nodes.push(Node::Text(std::mem::take(lit)));
+        }
+    }
+    while i < bytes.len() {
+        let c = bytes[i];
+        if c.is_ascii_whitespace() {
+            flush(&mut lit, &mut nodes);
+            while i < bytes.len() && bytes[i].is_ascii_whitespace() {
+                i += 1;
+            }
+            nodes.push(Node::Sep);
+            continue;
+        }
+        if c != b'%' {
+            let ch = text[i..].chars().next().unwrap_or('\u{fffd}');
+            lit.push(ch);
+            i += ch.len_utf8();
+            continue;
+        }
+        let pct = i;
+        i += 1;
+        let Some(&next) = bytes.get(i) else {
+            return Err(format!(
+                "truncated log-format '{text}': '%' at the end (write '%%' for a literal '%')"
+            ));
+        };
+        if next == b'%' {
+            lit.push('%');
+            i += 1;
+            continue;
+        }
+        let mut opts = defaults;
+        let mut had_flags = false;
+        if next == b'{' {
+            let Some(close) = text[i..].find('}') else {
+                return Err(format!("unterminated '%{{' in log-format '{text}'"));
+            };
+            apply_flags(&text[i + 1..i + close], &mut opts, text)?;
+            had_flags = true;
+            i += close + 1;
+        }
+        match bytes.get(i) {
+            Some(b'[') => {
+                let start = i + 1;
+                let Some(len) = expr_len(&text[start..]) else {
+                    return Err(format!(
+                        "unterminated '%[' (missing ']') in log-format '{text}'"
+                    ));
+                };
+                let inner = &text[start..start + len];
+                if inner.trim().is_empty() {
+                    return Err(format!(
+                        "empty sample expression '%[]' in log-format '{text}'"
+                    ));
+                }
+                let expr = Expr::parse(inner.trim(), stage)
+                    .map_err(|e| format!("in '%[{inner}]' of log-format '{text}': {e}"))?;
+                flush(&mut lit, &mut nodes);
+                nodes.push(Node::Sample(Box::new(expr), opts));
+                i = start + len + 1;
+            }
+            Some(b) if b.is_ascii_alphabetic() => {
+                let start = i;
+                while i < bytes.len() && bytes[i].is_ascii_alphanumeric() {
+                    i += 1;
+                }
+                let name = &text[start..i];
+                if name == "o" {
+                    // HAProxy's "global option" pseudo-variable.
+                    defaults = opts;
+                    continue;
+                }
+                let Some(&(_, var)) = VARS.iter().find(|(n, _)| *n == name) else {
+                    return Err(format!("unknown variable '%{name}' in log-format '{text}'"));
+                };
+                if var == Var::Hostname {
+                    let _ = hostname(); // look it up now, not on the request path
+                }
+                flush(&mut lit, &mut nodes);
+                nodes.push(Node::Var(var, opts));
+            }
+            other => {
+                let what = match other {
+                    None => "the end".to_string(),
+                    Some(_) => format!("'{}'", text[i..].chars().next().unwrap_or('?')),
+                };
+                return Err(if had_flags {
+                    format!(
+                        "flags '{}' must be followed by a variable name or '[' in log-format '{text}', found {what}",
+                        &text[pct..i]
+                    )
+                } else {
+                    format!(
+                        "unexpected {what} after '%' at position {pct} in log-format '{text}' (write '%%' for a literal '%')"
+                    )
+                });
+            }
+        }
+    }
+    flush(&mut lit, &mut nodes);
+    Ok(nodes)
+}
+
+/// `+Q,-X,...`: HAProxy's `%{...}` flags.
+fn apply_flags(flags: &str, opts: &mut Opts, text: &str) -> Result<(), String> {
+    for flag in flags.split(',').map(str::trim).filter(|f| !f.is_empty()) {
+        let (on, name) = match flag.as_bytes()[0] {
+            b'+' => (true, &flag[1..]),
+            b'-' => (false, &flag[1..]),
+            _ => {
+                return Err(format!(
+                    "invalid flag '{flag}' in log-format '{text}' (expected +<flag> or -<flag>)"
+                ))
+            }
+        };
+        match name {
+            "Q" => opts.quote = on,
+            "X" => opts.hex = on,
+            "E" => opts.esc = on,
+            n if IGNORED_FLAGS.contains(&n) => {}
+            _ => return Err(format!("unknown flag '{flag}' in log-format '{text}'")),
+        }
+    }
+    Ok(())
+}
+
+/// Length of the expression in `s` (what follows `%[`) up to its closing
+/// `]`, skipping brackets inside converter arguments, quotes and
+/// backslash escapes. `None` when unterminated.
+fn expr_len(s: &str) -> Option<usize> {
+    let b = s.as_bytes();
+    let (mut parens, mut brackets) = (0usize, 0usize);
+    let mut quote: Option<u8> = None;
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        match (quote, c) {
+            (_, b'\\') => i += 1,
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, b'"' | b'\'') => quote = Some(c),
+            (None, b'(') => parens += 1,
+            (None, b')') => parens = parens.saturating_sub(1),
+            (None, b'[') => brackets += 1,
+            (None, b']') if parens == 0 && brackets == 0 => return Some(i),
+            (None, b']') => brackets = brackets.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+// ---------------------------------------------------------------------------
+// Rendering
+
+/// The request line's parts, from the record or the live request.
+struct ReqLine<'x> {
+    method: &'x str,
+    uri: &'x str,
+    version: &'x str,
+}
+
+fn req_line<'x>(
+    rec: Option<&'x HttpLogRecord>,
+    input: Option<&'x Input<'_>>,
+) -> Option<ReqLine<'x>> {
+    if let Some(r) = rec {
+        return Some(ReqLine {
+            method: &r.method,
+            uri: &r.uri,
+            version: r.version,
+        });
+    }
+    input.map(|i| ReqLine {
+        method: method_str(i.method),
+        uri: uri_str(i.uri),
+        version: version_str(i.version),
+    })
+}
+
+fn method_str(m: &Method) -> &str {
+    m.as_str()
+}
+
+/// The request target: path and query (origin form), or the authority
+/// (`CONNECT`).
+fn uri_str(u: &Uri) -> &str {
+    match u.path_and_query() {
+        Some(pq) => pq.as_str(),
+        None => u.authority().map(|a| a.as_str()).unwrap_or("/"),
+    }
+}
+
+/// `HTTP/1.1`, `HTTP/2.0`, like HAProxy writes them.
+fn version_str(v: Version) -> &'static str {
+    match v {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_11 => "HTTP/1.1",
+        Version::HTTP_2 => "HTTP/2.0",
+        Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/1.1",
+    }
+}
+
+/// `%HP`: the URI without its query string.
+fn uri_path(uri: &str) -> &str {
+    uri.split_once('?').map_or(uri, |(p, _)| p)
+}
+
+/// `%HPO`: the path only: no scheme, authority nor query.
+fn uri_path_only(uri: &str) -> &str {
+    let p = uri_path(uri);
+    if p.starts_with('/') || p == "*" {
+        return p;
+    }
+    match p.find("://") {
+        Some(at) => {
+            let rest = &p[at + 3..];
+            rest.find('/').map_or("", |s| &rest[s..])
+        }
+        None => p,
+    }
+}
+
+/// `%HQ`: `?query`, empty when there is none.
+fn uri_query(uri: &str) -> &str {
+    uri.find('?').map_or("", |q| &uri[q..])
+}
+
+fn hostname() -> &'static str {
+    static HOST: OnceLock<String> = OnceLock::new();
+    HOST.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
+            .unwrap_or_default()
+    })
+}
+
+fn unmap(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+/// `22/Nov/2026:05:01:02.123` (`ms`) or `22/Nov/2026:05:01:02 +0000`.
+/// weir logs in UTC, so the "local" forms are the GMT ones.
+fn date(out: &mut String, t: SystemTime, ms: bool) {
+    let c = Civil::from_system(t);
+    let _ = write!(
+        out,
+        "{:02}/{}/{:04}:{:02}:{:02}:{:02}",
+        c.day,
+        MONTHS[(c.month.clamp(1, 12) - 1) as usize],
+        c.year,
+        c.hour,
+        c.min,
+        c.sec
+    );
+    if ms {
+        let _ = write!(out, ".{:03}", c.micros / 1000);
+    } else {
+        out.push_str(" +0000");
+    }
+}
+
+fn quote_if(out: &mut String, o: Opts) {
+    if o.quote {
+        out.push('"');
+    }
+}
+
+/// HAProxy's `lf_text_len`: a string, quoted with `+Q`, escaped with `+E`;
+/// absent or empty: `-` (`""` with `+Q`).
+fn text(out: &mut String, s: Option<&str>, o: Opts) {
+    quote_if(out, o);
+    match s {
+        Some(s) if !s.is_empty() => {
+            if o.esc {
+                for ch in s.chars() {
+                    if matches!(ch, '"' | '\\' | ']') {
+                        out.push('\\');
+                    }
+                    out.push(ch);
+                }
+            } else {
+                out.push_str(s);
+            }
+        }
+        _ if o.quote => {}
+        _ => out.push('-'),
+    }
+    quote_if(out, o);
+}
+
+/// HAProxy's `lf_encode_string` with the url (`"`, `#`) or header
+/// (`"`, `#`, `{`, `|`, `}`) map: those bytes and non-printable ones
+/// (< 32, >= 127) become `#XX`. No quotes, nothing for an empty string.
+fn encoded(out: &mut String, s: &str, hdr_map: bool, o: Opts) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let bytes = s.as_bytes();
+    let needs = |c: u8| {
+        !(32..127).contains(&c)
+            || c == b'"'
+            || c == b'#'
+            || (hdr_map && matches!(c, b'{' | b'|' | b'}'))
+    };
+    if !bytes
+        .iter()
+        .any(|&c| needs(c) || (o.esc && matches!(c, b'\\' | b']')))
+    {
+        out.push_str(s);
+        return;
+    }
+    for &c in bytes {
+        if needs(c) {
+            out.push('#');
+            out.push(HEX[(c >> 4) as usize] as char);
+            out.push(HEX[(c & 15) as usize] as char);
+        } else {
+            if o.esc && matches!(c, b'\\' | b']') {
+                out.push('\\');
+            }
+            out.push(c as char);
+        }
+    }
+}
+
+/// A URL-encoded request-line part, quoted with `+Q`.
+fn url_part(out: &mut String, s: Option<&str>, o: Opts) {
+    match s {
+        Some(s) => {
+            quote_if(out, o);
+            encoded(out, s, false, o);
+            quote_if(out, o);
+        }
+        None => text(out, None, o),
+    }
+}
+
+fn int(out: &mut String, v: i64, o: Opts) {
+    let _ = if o.hex && v >= 0 {
+        write!(out, "{v:X}")
+    } else {
+        write!(out, "{v}")
+    };
+}
+
+fn uint(out: &mut String, v: u64, o: Opts) {
+    let _ = if o.hex {
+        write!(out, "{v:X}")
+    } else {
+        write!(out, "{v}")
+    };
+}
+
+/// A number with HAProxy's `%04X` form under `+X` (ports, `%Ts`, `%pid`).
+fn uint_x4(out: &mut String, v: u64, o: Opts) {
+    let _ = if o.hex {
+        write!(out, "{v:04X}")
+    } else {
+        write!(out, "{v}")
+    };
+}
+
+fn ip(out: &mut String, addr: Option<IpAddr>, o: Opts) {
+    let Some(addr) = addr else {
+        return text(out, None, o);
+    };
+    let addr = unmap(addr);
+    if o.hex {
+        match addr {
+            IpAddr::V4(v4) => v4.octets().iter().for_each(|b| {
+                let _ = write!(out, "{b:02X}");
+            }),
+            IpAddr::V6(v6) => v6.octets().iter().for_each(|b| {
+                let _ = write!(out, "{b:02X}");
+            }),
+        }
+        return;
+    }
+    quote_if(out, o);
+    let _ = write!(out, "{addr}");
+    quote_if(out, o);
+}
+
+fn port(out: &mut String, port: Option<u16>, o: Opts) {
+    match port {
+        Some(p) => uint_x4(out, p as u64, o),
+        None => out.push('-'),
+    }
+}
+
+/// Sums timers, `-1` when any of them is (the step never happened).
+fn sum(parts: &[i64]) -> i64 {
+    if parts.iter().any(|&t| t < 0) {
+        -1
+    } else {
+        parts.iter().sum()
+    }
+}
+
+/// `%hr` / `%hs` (`{a|b}`) or `%hrl` / `%hsl` (`a b`).
+fn captures(out: &mut String, caps: &[Option<String>], list: bool, o: Opts) {
+    if list {
+        for (n, c) in caps.iter().enumerate() {
+            if n > 0 {
+                out.push(' ');
+            }
+            quote_if(out, o);
+            match c {
+                Some(v) => encoded(out, v, true, o),
+                None if o.quote => {}
+                None => out.push('-'),
+            }
+            quote_if(out, o);
+        }
+        return;
+    }
+    quote_if(out, o);
+    out.push('{');
+    for (n, c) in caps.iter().enumerate() {
+        if n > 0 {
+            out.push('|');
+        }
+        if let Some(v) = c {
+            encoded(out, v, true, o);
+        }
+    }
+    out.push('}');
+    quote_if(out, o);
+}
+
+fn term(out: &mut String, t: &[u8]) {
+    for &c in t {
+        out.push(if c.is_ascii_graphic() { c as char } else { '?' });
+    }
+}
+
+fn render_sample(s: Option<Sample<'_>>, o: Opts, out: &mut String) {
+    match s {
+        None => text(out, None, o),
+        Some(Sample::Str(s)) => text(out, Some(&s), o),
+        Some(Sample::Int(v)) => {
+            quote_if(out, o);
+            int(out, v, o);
+            quote_if(out, o);
+        }
+        Some(Sample::Bool(b)) => {
+            quote_if(out, o);
+            out.push(if b { '1' } else { '0' });
+            quote_if(out, o);
+        }
+        Some(Sample::Ip(a)) => {
+            quote_if(out, o);
+            let _ = write!(out, "{a}");
+            quote_if(out, o);
+        }
+    }
+}
+
+/// Writes one variable; false when it printed nothing at all (captures
+/// when none are declared), so that the next separator is skipped.
+fn render_var(
+    v: Var,
+    o: Opts,
+    rec: Option<&HttpLogRecord>,
+    input: Option<&Input<'_>>,
+    out: &mut String,
+) -> bool {
+    // A numeric field of the record, `-` without one.
+    macro_rules! num {
+        ($f:expr) => {
+            match rec {
+                Some(r) => {
+                    let f: fn(&HttpLogRecord) -> i64 = $f;
+                    int(out, f(r), o)
+                }
+                None => out.push('-'),
+            }
+        };
+    }
+    // Same, `+` prefixed in an `option logasap` line.
+    macro_rules! asap {
+        ($f:expr) => {
+            match rec {
+                Some(r) => {
+                    if r.logasap {
+                        out.push('+');
+                    }
+                    let f: fn(&HttpLogRecord) -> i64 = $f;
+                    int(out, f(r), o)
+                }
+                None => out.push('-'),
+            }
+        };
+    }
+    let client = rec.map(|r| r.client).or(input.map(|i| i.src));
+    let local = rec.map(|r| r.local).or(input.map(|i| i.dst));
+    match v {
+        Var::ClientIp => ip(out, client.map(|a| a.ip()), o),
+        Var::ClientPort => port(out, client.map(|a| a.port()), o),
+        Var::FrontendIp => ip(out, local.map(|a| a.ip()), o),
+        Var::FrontendPort => port(out, local.map(|a| a.port()), o),
+        Var::Frontend | Var::FrontendXprt => text(
+            out,
+            rec.map(|r| r.frontend.as_str())
+                .or(input.map(|i| i.frontend)),
+            o,
+        ),
+        Var::Backend => text(
+            out,
+            rec.map(|r| r.backend.as_str())
+                .or(input.map(|i| i.backend.unwrap_or(i.frontend))),
+            o,
+        ),
+        Var::Server => text(out, rec.map(|r| r.server.as_str()), o),
+        Var::BackendIp | Var::ServerIp => text(out, None, o),
+        Var::BackendPort | Var::ServerPort | Var::ReqCounter | Var::LogCounter => out.push('-'),
+        Var::BeConn => num!(|r| r.beconn as i64),
+        Var::BeQueue => num!(|r| r.be_queue as i64),
+        Var::SrvConn => num!(|r| r.srvconn as i64),
+        Var::SrvQueue => num!(|r| r.srv_queue as i64),
+        Var::ActConn => num!(|r| r.actconn as i64),
+        Var::FeConn => num!(|r| r.feconn as i64),
+        Var::Retries => num!(|r| r.retries as i64),
+        Var::Date | Var::DateGmt | Var::DateLocal => match rec {
+            Some(r) => date(out, r.accept_date, v == Var::Date),
+            None => out.push('-'),
+        },
+        Var::ReqDate | Var::ReqDateGmt | Var::ReqDateLocal => match rec {
+            Some(r) => date(out, r.request_date, v == Var::ReqDate),
+            None => out.push('-'),
+        },
+        Var::Timestamp => match rec {
+            Some(r) => {
+                let secs = r
+                    .accept_date
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_secs();
+                uint_x4(out, secs, o)
+            }
+            None => out.push('-'),
+        },
+        Var::Millis => match rec {
+            Some(r) => {
+                let ms = r
+                    .accept_date
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .subsec_millis();
+                let _ = if o.hex {
+                    write!(out, "{ms:02X}")
+                } else {
+                    write!(out, "{ms:03}")
+                };
+            }
+            None => out.push('-'),
+        },
+        Var::Th => num!(|r| r.th),
+        Var::Ti => num!(|r| r.ti),
+        Var::TR => num!(|r| r.treq),
+        Var::Tq => num!(|r| sum(&[r.th.max(0), r.ti.max(0), r.treq])),
+        Var::Tw => num!(|r| r.tw),
+        Var::Tc => num!(|r| r.tc),
+        Var::Tr => num!(|r| r.tr),
+        Var::Td => num!(|r| {
+            let before = sum(&[r.treq, r.tw, r.tc, r.tr]);
+            if before < 0 || r.ta < 0 {
+                -1
+            } else {
+                r.ta - before
+            }
+        }),
+        Var::Ta => asap!(|r| r.ta),
+        Var::Tt => asap!(|r| sum(&[r.th.max(0), r.ti.max(0), r.ta])),
+        Var::Tu => asap!(|r| sum(&[r.th.max(0), r.ta])),
+        Var::Status => {
+            let status = match rec {
+                Some(r) => Some(r.status),
+                None => input.and_then(|i| i.res).map(|r| r.status),
+            };
+            match status {
+                // No response at all: HAProxy's -1.
+                Some(0) => out.push_str("-1"),
+                Some(s) => int(out, s as i64, o),
+                None => out.push('-'),
+            }
+        }
+        Var::BytesOut => match rec {
+            Some(r) => {
+                if r.logasap {
+                    out.push('+');
+                }
+                uint(out, r.bytes_out, o)
+            }
+            None => out.push('-'),
+        },
+        Var::BytesIn => match rec {
+            Some(r) => uint(out, r.bytes_in, o),
+            None => out.push('-'),
+        },
+        Var::TermState | Var::TermStateCk => match rec {
+            Some(r) => term(
+                out,
+                &r.termination[..if v == Var::TermState { 2 } else { 4 }],
+            ),
+            None => out.push('-'),
+        },
+        Var::HdrReq | Var::HdrReqList | Var::HdrRes | Var::HdrResList => {
+            let Some(r) = rec else { return false };
+            let caps = match v {
+                Var::HdrReq | Var::HdrReqList => &r.req_captures,
+                _ => &r.res_captures,
+            };
+            if caps.is_empty() {
+                return false;
+            }
+            captures(out, caps, matches!(v, Var::HdrReqList | Var::HdrResList), o);
+        }
+        Var::Request => match req_line(rec, input) {
+            Some(l) => {
+                quote_if(out, o);
+                encoded(out, l.method, false, o);
+                out.push(' ');
+                encoded(out, l.uri, false, o);
+                out.push(' ');
+                encoded(out, l.version, false, o);
+                quote_if(out, o);
+            }
+            None => text(out, None, o),
+        },
+        Var::Method => url_part(out, req_line(rec, input).map(|l| l.method), o),
+        Var::Uri => url_part(out, req_line(rec, input).map(|l| l.uri), o),
+        Var::Path => url_part(out, req_line(rec, input).map(|l| uri_path(l.uri)), o),
+        Var::PathOnly => url_part(out, req_line(rec, input).map(|l| uri_path_only(l.uri)), o),
+        Var::Query => url_part(out, req_line(rec, input).map(|l| uri_query(l.uri)), o),
+        Var::Version => url_part(out, req_line(rec, input).map(|l| l.version), o),
+        Var::CookieClient | Var::CookieServer | Var::UniqueId | Var::SslCipher => {
+            text(out, None, o)
+        }
+        Var::SslVersion => text(out, input.and_then(|i| i.tls).and_then(|t| t.version), o),
+        Var::Pid => uint_x4(out, std::process::id() as u64, o),
+        Var::Hostname => text(out, Some(hostname()), o),
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::acl::ResInput;
+    use std::time::Duration;
+
+    /// 22/Nov/2026:10:00:00.100 UTC
+    const ACCEPT_MS: u64 = 1_795_341_600_100;
+
+    fn rec() -> HttpLogRecord {
+        HttpLogRecord {
+            client: "127.0.0.1:40222".parse().unwrap(),
+            local: "10.0.0.1:8443".parse().unwrap(),
+            accept_date: UNIX_EPOCH + Duration::from_millis(ACCEPT_MS),
+            request_date: UNIX_EPOCH + Duration::from_millis(ACCEPT_MS + 23),
+            frontend: "fe_proxy".into(),
+            backend: "be_servers".into(),
+            server: "s1".into(),
+            th: 0,
+            ti: 0,
+            treq: 0,
+            tw: 0,
+            tc: 1,
+            tr: 2,
+            ta: 3,
+            logasap: false,
+            status: 200,
+            bytes_out: 145,
+            bytes_in: 20,
+            termination: *b"----",
+            actconn: 1,
+            feconn: 1,
+            beconn: 0,
+            srvconn: 0,
+            retries: 0,
+            srv_queue: 0,
+            be_queue: 0,
+            req_captures: vec![Some("abc123".into())],
+            res_captures: vec![],
+            method: "POST".into(),
+            uri: "/CodenameCreator/GetCodename".into(),
+            version: "HTTP/2.0",
+            grpc_status: Some(0),
+        }
+    }
+
+    fn render(f: &LogFormat, r: &HttpLogRecord) -> String {
+        let mut s = String::new();
+        f.render(Some(r), None, &mut s);
+        s
+    }
+
+    fn fmt(text: &str, r: &HttpLogRecord) -> String {
+        render(&LogFormat::parse(text, Stage::Log).unwrap(), r)
+    }
+
+    /// Owns what an [`Input`] borrows.
+    struct Req {
+        parts: http::request::Parts,
+        tls: crate::acl::TlsInfo,
+        res_headers: http::HeaderMap,
+    }
+
+    fn req() -> Req {
+        let (parts, ()) = http::Request::builder()
+            .method("GET")
+            .uri("https://example.com/a/b?x=1")
+            .version(Version::HTTP_2)
+            .header("x-id", "ABC")
+            .body(())
+            .unwrap()
+            .into_parts();
+        let tls = crate::acl::TlsInfo {
+            sni: None,
+            alpn: None,
+            version: Some("TLSv1.3"),
+        };
+        Req {
+            parts,
+            tls,
+            res_headers: http::HeaderMap::new(),
+        }
+    }
+
+    fn input(r: &Req) -> Input<'_> {
+        Input {
+            method: &r.parts.method,
+            uri: &r.parts.uri,
+            version: r.parts.version,
+            headers: &r.parts.headers,
+            src: "[::ffff:192.0.2.7]:5000".parse().unwrap(),
+            dst: "10.0.0.1:443".parse().unwrap(),
+            frontend: "fe",
+            backend: None,
+            tls: Some(&r.tls),
+            res: None,
+        }
+    }
+
+    #[test]
+    fn httplog_default_line() {
+        assert_eq!(
+            render(&LogFormat::httplog(), &rec()),
+            "127.0.0.1:40222 [22/Nov/2026:10:00:00.123] fe_proxy be_servers/s1 0/0/1/2/3 200 145 - - ---- 1/1/0/0/0 0/0 {abc123} \"POST /CodenameCreator/GetCodename HTTP/2.0\" 0"
+        );
+        assert!(!LogFormat::httplog().uses_samples());
+    }
+
+    #[test]
+    fn httplog_without_captures_has_single_spaces() {
+        let mut r = rec();
+        r.req_captures.clear();
+        r.grpc_status = None;
+        assert_eq!(
+            render(&LogFormat::httplog(), &r),
+            "127.0.0.1:40222 [22/Nov/2026:10:00:00.123] fe_proxy be_servers/s1 0/0/1/2/3 200 145 - - ---- 1/1/0/0/0 0/0 \"POST /CodenameCreator/GetCodename HTTP/2.0\" -"
+        );
+    }
+
+    #[test]
+    fn httplog_absent_captures() {
+        let mut r = rec();
+        r.req_captures = vec![Some("a".into()), None];
+        r.res_captures = vec![None, Some("x".into())];
+        let line = render(&LogFormat::httplog(), &r);
+        assert!(
+            line.ends_with(" 0/0 {a|} {|x} \"POST /CodenameCreator/GetCodename HTTP/2.0\" 0"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn logasap_marks() {
+        let mut r = rec();
+        r.logasap = true;
+        r.bytes_out = 0;
+        r.grpc_status = None;
+        r.uri = "/x".into();
+        r.req_captures.clear();
+        assert_eq!(
+            render(&LogFormat::httplog(), &r),
+            "127.0.0.1:40222 [22/Nov/2026:10:00:00.123] fe_proxy be_servers/s1 0/0/1/2/+3 200 +0 - - ---- 1/1/0/0/0 0/0 \"POST /x HTTP/2.0\" -"
+        );
+        assert_eq!(fmt("%Ta %Tt %Tu %B %U %Tr", &r), "+3 +3 +3 +0 20 2");
+    }
+
+    #[test]
+    fn unset_timers_print_minus_one() {
+        let mut r = rec();
+        r.tw = -1;
+        r.tc = -1;
+        r.tr = -1;
+        r.status = 0;
+        assert_eq!(fmt("%TR/%Tw/%Tc/%Tr/%Ta %Td %ST", &r), "0/-1/-1/-1/3 -1 -1");
+        r.treq = -1;
+        r.ta = -1;
+        assert_eq!(fmt("%Tq %Tt %Tu", &r), "-1 -1 -1");
+    }
+
+    #[test]
+    fn termination_state() {
+        let mut r = rec();
+        r.termination = *b"CD--";
+        assert_eq!(fmt("%ts %tsc", &r), "CD CD--");
+    }
+
+    #[test]
+    fn literals_percent_and_request() {
+        let r = rec();
+        assert_eq!(
+            fmt("req=%r q=%{+Q}r 100%% x%%y", &r),
+            "req=POST /CodenameCreator/GetCodename HTTP/2.0 q=\"POST /CodenameCreator/GetCodename HTTP/2.0\" 100% x%y"
+        );
+        assert_eq!(fmt("[%b]", &r), "[be_servers]");
+        assert_eq!(fmt("héllo wörld", &r), "héllo wörld");
+    }
+
+    #[test]
+    fn separators_like_haproxy() {
+        let mut r = rec();
+        r.req_captures.clear();
+        // Leading blanks vanish, runs collapse into one space, and a
+        // capture variable with nothing to show takes no space.
+        assert_eq!(
+            fmt("  %b   %s\t%hr %hs %hrl %hsl %ST ", &r),
+            "be_servers s1 200 "
+        );
+    }
+
+    #[test]
+    fn every_variable() {
+        let mut r = rec();
+        (
+            r.actconn,
+            r.feconn,
+            r.beconn,
+            r.srvconn,
+            r.retries,
+            r.srv_queue,
+            r.be_queue,
+        ) = (5, 4, 3, 2, 1, 6, 7);
+        assert_eq!(
+            fmt("%ci|%cp|%fi|%fp|%f|%ft|%b|%bi|%bp|%bc|%bq|%s|%si|%sp|%sc|%sq|%ac|%fc|%rc|%rt|%lc", &r),
+            "127.0.0.1|40222|10.0.0.1|8443|fe_proxy|fe_proxy|be_servers|-|-|3|7|s1|-|-|2|6|5|4|1|-|-"
+        );
+        assert_eq!(
+            fmt("%t|%T|%Tl|%tr|%trg|%trl|%Ts|%ms", &r),
+            "22/Nov/2026:10:00:00.100|22/Nov/2026:10:00:00 +0000|22/Nov/2026:10:00:00 +0000|22/Nov/2026:10:00:00.123|22/Nov/2026:10:00:00 +0000|22/Nov/2026:10:00:00 +0000|1795341600|100"
+        );
+        (r.th, r.ti, r.treq, r.tw, r.tc, r.tr, r.ta) = (1, 2, 3, 4, 5, 6, 30);
+        assert_eq!(
+            fmt("%Th|%Ti|%TR|%Tq|%Tw|%Tc|%Tr|%Ta|%Td|%Tt|%Tu", &r),
+            "1|2|3|6|4|5|6|30|12|33|31"
+        );
+        r.termination = *b"SH--";
+        r.req_captures = vec![Some("abc".into()), None];
+        r.res_captures = vec![Some("x y".into())];
+        assert_eq!(
+            fmt("%ST|%B|%U|%ts|%tsc|%hr|%hrl|%hs|%hsl", &r),
+            "200|145|20|SH|SH--|{abc|}|abc -|{x y}|x y"
+        );
+        assert_eq!(fmt("%{+Q}hrl", &r), "\"abc\" \"\"");
+        r.uri = "/svc/M?a=1&b=2".into();
+        assert_eq!(
+            fmt("%r|%HM|%HU|%HP|%HPO|%HQ|%HV", &r),
+            "POST /svc/M?a=1&b=2 HTTP/2.0|POST|/svc/M?a=1&b=2|/svc/M|/svc/M|?a=1&b=2|HTTP/2.0"
+        );
+        r.uri = "http://h:80/p?q".into();
+        assert_eq!(fmt("%HP|%HPO|%HQ", &r), "http://h:80/p|/p|?q");
+        r.uri = "/p".into();
+        assert_eq!(fmt("[%HQ]|[%{+Q}HQ]", &r), "[]|[\"\"]");
+        assert_eq!(
+            fmt("%CC|%CS|%ID|%sslc|%sslv|%pid", &r),
+            format!("-|-|-|-|-|{}", std::process::id())
+        );
+        let host = if hostname().is_empty() {
+            "-"
+        } else {
+            hostname()
+        };
+        assert_eq!(fmt("%H", &r), host);
+    }
+
+    #[test]
+    fn ipv4_mapped_client() {
+        let mut r = rec();
+        r.client = "[::ffff:192.0.2.7]:5000".parse().unwrap();
+        r.local = "[2001:db8::1]:443".parse().unwrap();
+        assert_eq!(fmt("%ci:%cp %fi:%fp", &r), "192.0.2.7:5000 2001:db8::1:443");
+    }
+
+    #[test]
+    fn flags() {
+        let mut r = rec();
+        assert_eq!(
+            fmt("%{+X}ci:%{+X}cp %{+X}Ts %{+X}ST", &r),
+            "7F000001:9D1E 6B02BD20 C8"
+        );
+        assert_eq!(
+            fmt("%{+Q}ci %{+Q}b %{+Q}ST %{+Q,-Q}s", &r),
+            "\"127.0.0.1\" \"be_servers\" 200 s1"
+        );
+        // `%{...}o` sets the defaults of what follows.
+        assert_eq!(
+            fmt("%b %{+Q}o %b %s %{-Q}ft", &r),
+            "be_servers \"be_servers\" \"s1\" fe_proxy"
+        );
+        // Ignored HAProxy flags.
+        assert_eq!(fmt("%{+M}b %{+Q,+json}s", &r), "be_servers \"s1\"");
+        r.server = "a\"b]\\c".into();
+        assert_eq!(fmt("%{+E}s", &r), "a\\\"b\\]\\\\c");
+        assert_eq!(fmt("%s", &r), "a\"b]\\c");
+    }
+
+    #[test]
+    fn encoding() {
+        let mut r = rec();
+        r.uri = "/a\"b#c".into();
+        r.req_captures = vec![Some("x|{y}\"z\t".into())];
+        assert_eq!(
+            fmt("%{+Q}r %HU %hr", &r),
+            "\"POST /a#22b#23c HTTP/2.0\" /a#22b#23c {x#7C#7By#7D#22z#09}"
+        );
+        r.uri = "/é".into();
+        assert_eq!(fmt("%HU", &r), "/#C3#A9");
+    }
+
+    #[test]
+    fn without_record_reads_the_request() {
+        let q = req();
+        let mut i = input(&q);
+        let f = LogFormat::parse(
+            "%ci:%cp %fi:%fp %ft %f %b %s %HM %HU %HP %HQ %HV %r %ST %Ta %B %hr %tsc %{+Q}CC %sslv",
+            Stage::Request,
+        )
+        .unwrap();
+        let mut s = String::new();
+        f.render(None, Some(&i), &mut s);
+        assert_eq!(
+            s,
+            "192.0.2.7:5000 10.0.0.1:443 fe fe fe - GET /a/b?x=1 /a/b ?x=1 HTTP/2.0 GET /a/b?x=1 HTTP/2.0 - - - - \"\" TLSv1.3"
+        );
+        i.backend = Some("be1");
+        i.res = Some(ResInput {
+            status: 503,
+            headers: &q.res_headers,
+            grpc_status: Some(14),
+        });
+        let f = LogFormat::parse("%b %ST", Stage::Response).unwrap();
+        s.clear();
+        f.render(None, Some(&i), &mut s);
+        assert_eq!(s, "be1 503");
+        s.clear();
+        LogFormat::httplog().render(None, Some(&i), &mut s);
+        assert!(s.starts_with("192.0.2.7:5000 [-] fe be1/- -/-/-/-/- 503 - - - - -/-/-/-/- -/- \"GET /a/b?x=1 HTTP/2.0\" 14"), "{s}");
+        s.clear();
+        f.render(None, None, &mut s);
+        assert_eq!(s, "- -");
+    }
+
+    #[test]
+    fn parse_errors() {
+        let err = |t: &str| LogFormat::parse(t, Stage::Log).unwrap_err();
+        let e = err("%ci %xyz");
+        assert!(e.contains("unknown variable '%xyz'"), "{e}");
+        // Names are whole alphanumeric runs, case-sensitive.
+        assert!(err("%cip").contains("'%cip'"));
+        assert!(err("%CI").contains("'%CI'"));
+        assert!(err("abc %").contains("'%' at the end"));
+        assert!(err("%[req.hdr(x)").contains("unterminated '%['"));
+        assert!(err("%{+Q").contains("unterminated '%{'"));
+        assert!(err("%{+Q} x").contains("must be followed by"));
+        assert!(err("%{+Z}r").contains("unknown flag '+Z'"));
+        assert!(err("%{Q}r").contains("invalid flag 'Q'"));
+        assert!(err("100% done").contains("after '%'"));
+        assert!(err("%1").contains("after '%'"));
+        assert!(err("%[]").contains("empty sample expression"));
+        let e = err("x %[no_such_fetch(1)] y");
+        assert!(
+            e.starts_with("in '%[no_such_fetch(1)]' of log-format"),
+            "{e}"
+        );
+        assert!(LogFormat::parse("", Stage::Log).is_ok());
+    }
+
+    #[test]
+    fn expression_extent() {
+        assert_eq!(expr_len("a]b"), Some(1));
+        assert_eq!(expr_len("req.hdr(x),regsub(\\],y)]"), Some(23));
+        assert_eq!(expr_len("f(\"]\")]"), Some(6));
+        assert_eq!(expr_len("a[b]]"), Some(4));
+        assert_eq!(expr_len("f(]"), None);
+    }
+
+    // The following need the sample-expression engine (crate::acl).
+
+    #[test]
+    fn sample_expressions() {
+        let q = req();
+        let i = input(&q);
+        let f = LogFormat::parse(
+            "id=%[req.hdr(x-id),lower] q=%{+Q}[req.hdr(x-id)] none=%[req.hdr(nope)] %{+Q}[req.hdr(nope)]",
+            Stage::Request,
+        )
+        .unwrap();
+        assert!(f.uses_samples());
+        let mut s = String::new();
+        f.render(None, Some(&i), &mut s);
+        assert_eq!(s, "id=abc q=\"ABC\" none=- \"\"");
+        s.clear();
+        f.render(None, None, &mut s);
+        assert_eq!(s, "id=- q=\"\" none=- \"\"");
+        assert!(!LogFormat::parse("%ci %r", Stage::Request)
+            .unwrap()
+            .uses_samples());
+    }
+
+    #[test]
+    fn httplog_format_string_matches_builtin() {
+        let q = req();
+        let mut i = input(&q);
+        let f = LogFormat::parse(HTTPLOG_FORMAT, Stage::Log).unwrap();
+        assert!(f.uses_samples());
+        let mut r = rec();
+        for gs in [Some(0), Some(14), None] {
+            r.grpc_status = gs;
+            i.res = Some(ResInput {
+                status: 200,
+                headers: &q.res_headers,
+                grpc_status: gs,
+            });
+            let mut a = String::new();
+            f.render(Some(&r), Some(&i), &mut a);
+            let mut b = String::new();
+            LogFormat::httplog().render(Some(&r), Some(&i), &mut b);
+            assert_eq!(a, b);
+        }
     }
 }
