@@ -101,7 +101,23 @@ pub async fn serve(
 ) {
     let accepted = SystemTime::now();
     let t0 = Instant::now();
-    let Some(backend) = fe.backend.clone() else {
+    // `use_backend` rules: in tcp mode only connection fetches (`src`,
+    // `dst`, `src_port`, ...) have something to read.
+    let local = client.local_addr().unwrap_or(peer);
+    let backend = if fe.routes.is_empty() {
+        fe.backend.clone()
+    } else {
+        let (parts, ()) = http::Request::new(()).into_parts();
+        let env = crate::http::rules::Env {
+            src: peer,
+            dst: local,
+            frontend: &fe.name,
+            backend: None,
+            tls: None,
+        };
+        crate::http::rules::route(&fe, &parts, &env).ok()
+    };
+    let Some(backend) = backend else {
         return;
     };
     let mut server_name = "<NOSRV>".to_string();

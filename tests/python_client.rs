@@ -5,8 +5,8 @@ mod common;
 
 use common::*;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn python_grpcio_client_through_weir() {
+/// The Python interpreter with grpcio (required: .ci/run installs it).
+fn python() -> String {
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
     let has_grpc = std::process::Command::new(&python)
         .args(["-c", "import grpc"])
@@ -17,6 +17,45 @@ async fn python_grpcio_client_through_weir() {
         has_grpc,
         "Python grpcio is required for this test: python3 -m pip install grpcio"
     );
+    python
+}
+
+/// Runs `tests/py/<script>` against `addr`; checks it ends with `done`.
+async fn run_script(script: &str, addr: std::net::SocketAddr, done: &str) {
+    let path = format!("{}/tests/py/{script}", env!("CARGO_MANIFEST_DIR"));
+    let out = tokio::process::Command::new(python())
+        .arg(path)
+        .arg(addr.to_string())
+        .output();
+    let out = within(60, out).await.expect("python runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{script} failed\n{stdout}\n{stderr}");
+    assert!(stdout.contains(done), "{stdout}");
+}
+
+/// `http-request deny` answers are trailers-only gRPC statuses that grpcio
+/// reads as the matching status codes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_grpcio_sees_policy_denials() {
+    let servers = echo_servers(1).await;
+    let addrs: Vec<_> = servers.iter().map(|s| s.addr).collect();
+    let cfg = http_config(&addrs, "").replace(
+        "    default_backend be\n",
+        "    http-request deny unless { req.hdr(mysecretpassphrase) -m str abc123 }\n    http-request deny deny_status 429 if { req.hdr(x-deny) -m str 429 }\n    default_backend be\n",
+    );
+    let proxy = start_proxy(&cfg).await;
+    run_script(
+        "policy_client.py",
+        fe_addr(&proxy),
+        "python grpcio policy: all checks passed",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_grpcio_client_through_weir() {
+    let python = python();
     let servers = echo_servers(3).await;
     let addrs: Vec<_> = servers.iter().map(|s| s.addr).collect();
     let proxy = start_proxy(&http_config(&addrs, "")).await;

@@ -408,3 +408,34 @@ async fn the_issue_tcp_config_spreads_grpc_connections_over_three_servers() {
     assert!(seen.values().all(|&n| n == 6), "{seen:?}");
     drop(servers);
 }
+
+/// `use_backend` conditions on connection fetches choose the backend in
+/// tcp mode too; HTTP-only rules are ignored with HAProxy's warning.
+#[tokio::test]
+async fn use_backend_by_source_and_destination_in_tcp_mode() {
+    let local = name_server("local").await;
+    let other = name_server("other").await;
+    let cfg = format!(
+        "defaults\n    mode tcp\n    timeout connect 2s\n\
+         frontend fe\n    bind 127.0.0.1:0\n    acl from_lo src 127.0.0.0/8\n    acl odd_port dst_port 1\n\
+         use_backend be_other if odd_port\n    use_backend be_local if from_lo\n    default_backend be_other\n\
+         backend be_local\n    server l {local}\n\
+         backend be_other\n    server o {other}\n"
+    );
+    let proxy = start_proxy(&cfg).await;
+    let mut s = TcpStream::connect(fe_addr(&proxy)).await.unwrap();
+    let mut got = String::new();
+    within(5, s.read_to_string(&mut got)).await.unwrap();
+    assert_eq!(got, "local");
+
+    let with_rules = cfg.replace(
+        "    default_backend be_other\n",
+        "    default_backend be_other\n    http-request deny\n",
+    );
+    let loaded = weir::config::parse_str("weir.cfg", &with_rules).expect("loads");
+    let warnings: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        warnings,
+        ["parsing [weir.cfg:4] : 'http-request' rules ignored for frontend 'fe' as they require HTTP mode"]
+    );
+}

@@ -444,6 +444,26 @@ fn finish(state: State, diags: &mut Diags) -> Config {
             };
             check_ref(&fe, s.kind, &r, "use_backend", &backends, diags);
         }
+        if fe.mode == Mode::Tcp {
+            let http_only = [
+                ("http-request", !fe.http_request.is_empty()),
+                ("http-response", !fe.http_response.is_empty()),
+                (
+                    "capture",
+                    !fe.capture_request.is_empty() || !fe.capture_response.is_empty(),
+                ),
+            ];
+            for (kw, used) in http_only {
+                if used {
+                    let message = format!(
+                        "'{kw}' rules ignored for {} '{}' as they require HTTP mode",
+                        s.kind.name(),
+                        s.name
+                    );
+                    warn(diags, &s.loc, message);
+                }
+            }
+        }
         if fe.default_backend.is_none() && fe.use_backends.is_empty() {
             let message = format!(
                 "{} '{}' has no 'default_backend' and no 'use_backend' rule: it has nowhere to send traffic",

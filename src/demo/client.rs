@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::metadata::{Ascii, MetadataKey, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 
 use super::backend::{category_nouns, BACKEND_HEADER, CATEGORIES};
@@ -39,6 +40,32 @@ pub async fn run(args: ClientArgs) -> Result<(), DemoError> {
     } else {
         run_unary(client, &args).await
     }
+}
+
+/// Parsed `--header name:value` options.
+type Headers = Vec<(MetadataKey<Ascii>, MetadataValue<Ascii>)>;
+
+fn parse_headers(args: &[String]) -> Result<Headers, DemoError> {
+    args.iter()
+        .map(|h| {
+            let (name, value) = h
+                .split_once(':')
+                .ok_or_else(|| format!("bad --header '{h}' (expected name:value)"))?;
+            let name = MetadataKey::from_bytes(name.trim().to_ascii_lowercase().as_bytes())
+                .map_err(|_| format!("bad --header name in '{h}'"))?;
+            let value = MetadataValue::try_from(value.trim())
+                .map_err(|_| format!("bad --header value in '{h}'"))?;
+            Ok((name, value))
+        })
+        .collect()
+}
+
+fn with_headers<T>(message: T, headers: &Headers) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(message);
+    for (k, v) in headers {
+        req.metadata_mut().append(k.clone(), v.clone());
+    }
+    req
 }
 
 async fn connect(target: &str) -> Result<Channel, DemoError> {
@@ -163,6 +190,7 @@ async fn run_unary(
     mut client: CodenameCreatorClient<Channel>,
     args: &ClientArgs,
 ) -> Result<(), DemoError> {
+    let headers = parse_headers(&args.headers)?;
     let mut tally = Tally::default();
     let mut ticker = ticker(args.rate);
     let started = Instant::now();
@@ -186,7 +214,7 @@ async fn run_unary(
                 interrupted = true;
                 break;
             }
-            result = client.get_codename(request) => result,
+            result = client.get_codename(with_headers(request, &headers)) => result,
         };
         done += 1;
         match result {
@@ -218,6 +246,7 @@ async fn run_stream(
     mut client: CodenameCreatorClient<Channel>,
     args: &ClientArgs,
 ) -> Result<(), DemoError> {
+    let headers = parse_headers(&args.headers)?;
     // Start with --category, then cycle through the known categories.
     let mut categories: Vec<String> = vec![args.category.clone()];
     categories.extend(
@@ -234,7 +263,7 @@ async fn run_stream(
         return Err("the request stream closed before it started".into());
     }
     let response = client
-        .keep_getting_codenames(ReceiverStream::new(rx))
+        .keep_getting_codenames(with_headers(ReceiverStream::new(rx), &headers))
         .await
         .map_err(|s| {
             format!(

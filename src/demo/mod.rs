@@ -79,6 +79,10 @@ pub struct ClientArgs {
     /// seconds by sending a new NameRequest on it.
     #[arg(long)]
     pub stream: bool,
+    /// Metadata sent with every call, `name:value` (repeatable), e.g.
+    /// `--header mysecretpassphrase:abc123` for examples/grpc-routing.cfg.
+    #[arg(long = "header", value_name = "NAME:VALUE")]
+    pub headers: Vec<String>,
 }
 
 impl Default for ClientArgs {
@@ -89,6 +93,7 @@ impl Default for ClientArgs {
             rate: 5.0,
             category: "animals".to_owned(),
             stream: false,
+            headers: Vec::new(),
         }
     }
 }

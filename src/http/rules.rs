@@ -227,7 +227,10 @@ pub fn route(fe: &Frontend, parts: &request::Parts, env: &Env) -> Result<Arc<Bac
                     Some(b) if b.mode == fe.mode => Ok(b.clone()),
                     Some(_) => Err(ProxyError::new(
                         ErrorKind::NoBackend,
-                        format!("use_backend: backend '{name}' is not in mode http"),
+                        format!(
+                            "use_backend: backend '{name}' has another mode than frontend {}",
+                            fe.name
+                        ),
                     )),
                     None => Err(ProxyError::new(
                         ErrorKind::NoBackend,

@@ -386,9 +386,11 @@ pub(crate) fn http_response(ctx: &mut Ctx, p: &mut ProxyDraft) -> R {
                         "missing argument (expected 'set-status <code> [reason <text>]')".into(),
                     )
                 }
-                [_, other, ..] => return Err(format!(
+                [_, other, ..] => {
+                    return Err(format!(
                     "unexpected argument '{other}' (expected 'set-status <code> [reason <text>]')"
-                )),
+                ))
+                }
             };
             ResAction::SetStatus(status_code(code, "status")?)
         }
