@@ -10,6 +10,10 @@
 //! | how a config becomes the live snapshot         | [`runtime`]                  |
 //! | how listeners accept and enforce `maxconn`     | [`listener`]                 |
 //! | the life of one HTTP/gRPC request              | [`http::request::handle`]    |
+//! | ACLs: fetches, converters, matchers, conditions| [`acl`]                      |
+//! | `http-request`/`http-response` rules, routing  | [`http::rules`]              |
+//! | the httplog line of a request                  | [`http::access_log`]         |
+//! | `log-format` strings and the httplog layout    | [`observe::logformat`]       |
 //! | forwarding, header rewrite, body pumping       | [`http::forward`]            |
 //! | how response bodies stream with flow control   | [`http::body`]               |
 //! | failure -> HTTP status / gRPC code / log code  | [`error::ErrorKind::reply`]  |
