@@ -5,7 +5,10 @@ Run it through bench/run.sh, which installs the tools and builds the binaries
 first; docs/benchmarks.md explains the method and how to read the output.
 
     harness.py --bin-dir target/release [--quick] [--reps N]
-               [--scenarios a,lat,b,c,d,e,l4] [--out bench/results/latest.md]
+               [--scenarios a,lat,b,c,d,e,l4,policy] [--out bench/results/latest.md]
+
+WEIR_B_BIN=/path/to/weir adds a target "weir-b": that binary with weir's
+config, next to "weir" in every scenario that has weir (before/after runs).
 
 Every process this script starts is kept by PID and only those are stopped
 (SIGTERM, then SIGKILL after 5 s). All traffic stays on 127.0.0.1. Every loop
@@ -46,6 +49,9 @@ SERVER_STREAM = "/weir.echo.Echo/ServerStream"
 #       "large"  -> MiB/s primary
 #       "stream" -> MiB/s primary, latency is whole-stream time (not shown)
 #       "idle"   -> idle connections, RSS per connection
+# optional: config (template for weir and haproxy instead of the mode's),
+#           headers (extra request headers for h2load and the preflight call),
+#           logs (the preflight call must send a log datagram to @@LOGPORT@@)
 SCENARIOS = {
     "a": dict(
         title="(a) small unary calls, many in flight",
@@ -92,6 +98,15 @@ SCENARIOS = {
         c=16, m=32, targets=["haproxy", "nginx"], na={"weir": "n/a: weir has no TLS yet"},
         what="As (a) over TLS 1.3 (ECDSA P-256, ALPN h2) to the proxy; backends stay h2c.",
     ),
+    "policy": dict(
+        title="(policy) small unary calls through ACLs, use_backend rules, deny and httplog",
+        kind="unary", mode="http", path=UNARY, payload=64,
+        c=16, m=32, targets=["direct", "weir", "haproxy"],
+        config="proxy-policy.cfg", headers=["mysecretpassphrase: abc123"], logs=True,
+        what="As (a), through bench/configs/proxy-policy.cfg: http-request deny unless a "
+             "header matches, three path ACLs (the call's path is the third use_backend rule), "
+             "a captured header and `option httplog`, one UDP datagram per call to 127.0.0.1.",
+    ),
     "d": dict(
         title="(d) idle HTTP/2 client connections",
         kind="idle", mode="http", path=UNARY, payload=64,
@@ -102,7 +117,7 @@ SCENARIOS = {
              "connections are held.",
     ),
 }
-DEFAULT_ORDER = ["a", "lat", "b64k", "b1m", "c", "l4", "e", "d"]
+DEFAULT_ORDER = ["a", "lat", "b64k", "b1m", "c", "l4", "e", "d", "policy"]
 ALIASES = {"b": ["b64k", "b1m"], "all": DEFAULT_ORDER}
 
 
@@ -316,6 +331,18 @@ class Bench:
             __import__("resource").setrlimit(__import__("resource").RLIMIT_NOFILE, (hard, hard))
         except (ValueError, OSError):
             pass
+        # WEIR_B_BIN: a second weir binary, target "weir-b" next to "weir".
+        self.weir_b = os.path.abspath(os.environ["WEIR_B_BIN"]) if os.environ.get("WEIR_B_BIN") else None
+        if self.weir_b:
+            for scen in SCENARIOS.values():
+                if "weir" in scen["targets"] and "weir-b" not in scen["targets"]:
+                    i = scen["targets"].index("weir")
+                    scen["targets"] = scen["targets"][:i + 1] + ["weir-b"] + scen["targets"][i + 1:]
+        # Log datagrams (scenario policy) go to this socket; it is never
+        # read, the kernel drops what does not fit its receive buffer.
+        self.log_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.log_sock.bind(("127.0.0.1", 0))
+        self.log_port = self.log_sock.getsockname()[1]
         self.records = []
         self.failures = []
         self.out_md = args.out
@@ -380,7 +407,7 @@ class Bench:
             "NGINX_CONNS": str(max(self.maxconn, self.nofile)),
             "PORT": str(port), "BE1": str(self.be_ports[0]), "BE2": str(self.be_ports[1]),
             "DIR": subdir, "CERT": self.cert, "KEY": self.key, "CERT_PEM": self.cert_pem,
-            "STREAM_MODULE": self.stream_module,
+            "STREAM_MODULE": self.stream_module, "LOGPORT": str(self.log_port),
         }
         for k, v in values.items():
             text = text.replace(f"@@{k}@@", v)
@@ -390,18 +417,19 @@ class Bench:
             f.write(text)
         return dest
 
-    def start_proxy(self, target, mode):
-        """Start one proxy; returns dict(target, port, proc, pids(), log) or an error string."""
+    def start_proxy(self, target, mode, config=None):
+        """Start one proxy; returns dict(target, port, proc, pids(), log) or an error string.
+        config: template for weir and haproxy instead of the mode's."""
         port = free_port()
         sub = os.path.join(self.work, f"{target}-{mode}-{port}")
         os.makedirs(sub)
         logf = os.path.join(sub, "stderr.log")
-        if target == "weir":
-            tmpl = {"http": "proxy-http.cfg", "tcp": "proxy-tcp.cfg"}[mode]
+        if target in ("weir", "weir-b"):
+            tmpl = config or {"http": "proxy-http.cfg", "tcp": "proxy-tcp.cfg"}[mode]
             cfg = self.render(tmpl, os.path.join(sub, "weir.cfg"), port, sub)
-            argv = [os.path.join(self.args.bin_dir, "weir"), "-f", cfg]
+            argv = [os.path.join(self.args.bin_dir, target), "-f", cfg]
         elif target == "haproxy":
-            tmpl = {"http": "proxy-http.cfg", "tcp": "proxy-tcp.cfg", "tls": "haproxy-tls.cfg"}[mode]
+            tmpl = config or {"http": "proxy-http.cfg", "tcp": "proxy-tcp.cfg", "tls": "haproxy-tls.cfg"}[mode]
             cfg = self.render(tmpl, os.path.join(sub, "haproxy.cfg"), port, sub)
             # haproxy-extra.cfg: "no strict-limits" (see the file).
             argv = ["haproxy", "-db", "-f", cfg, "-f", os.path.join(CONFIGS, "haproxy-extra.cfg")]
@@ -454,24 +482,46 @@ class Bench:
     def preflight(self, scen, port):
         """One real call with nghttp; h2load cannot see trailers, nghttp can."""
         argv = ["nghttp", "-n", "-v", "-d", self.body_file(scen),
-                "-H", "content-type: application/grpc", "-H", "te: trailers",
-                self.url(scen, port)]
+                "-H", "content-type: application/grpc", "-H", "te: trailers"]
+        for h in scen.get("headers", []):
+            argv += ["-H", h]
+        argv.append(self.url(scen, port))
         if self.load_cpus:
             argv = ["taskset", "-c", self.load_cpus] + argv
+        if scen.get("logs"):
+            self.drain_logs(0)
         out = run_cmd(argv, timeout=30)
         status = re.search(r":status: (\d+)", out)
         grpc = re.search(r"grpc-status: (\d+)", out)
         if status and status.group(1) == "200" and grpc and grpc.group(1) == "0":
+            if scen.get("logs") and port != self.direct_port and not self.drain_logs(2.0):
+                return "preflight call answered but no log datagram arrived"
             return None
         msg = re.search(r"grpc-message: (.*)", out)
         return (f"preflight call failed: :status {status.group(1) if status else '?'}, "
                 f"grpc-status {grpc.group(1) if grpc else 'missing'}"
                 + (f", grpc-message {msg.group(1)}" if msg else ""))
 
+    def drain_logs(self, wait):
+        """Read what is queued on the log socket (waiting at most `wait` s
+        for the first datagram); returns how many datagrams were read."""
+        import select
+        n = 0
+        deadline = time.monotonic() + wait
+        while n < 100000:
+            timeout = max(0.0, deadline - time.monotonic()) if n == 0 else 0.0
+            if not select.select([self.log_sock], [], [], timeout)[0]:
+                break
+            self.log_sock.recv(65536)
+            n += 1
+        return n
+
     def h2load(self, scen, port, duration, log_file):
         argv = ["h2load", "-t", str(self.h2load_threads), "-c", str(scen["c"]), "-m", str(scen["m"]),
                 "-D", f"{int(round(duration * 1000))}ms", "-d", self.body_file(scen),
                 "-H", "content-type: application/grpc", "-H", "te: trailers"]
+        for h in scen.get("headers", []):
+            argv += ["-H", h]
         if log_file:
             argv += ["--log-file", log_file]
         argv.append(self.url(scen, port))
@@ -630,7 +680,7 @@ class Bench:
         for t in scen["targets"]:
             if t == "direct":
                 continue
-            px = self.start_proxy(t, scen["mode"])
+            px = self.start_proxy(t, scen["mode"], scen.get("config"))
             if isinstance(px, str):
                 unavailable[t] = px
                 self.failures.append(f"{sid}/{t}: {px}")
@@ -779,7 +829,8 @@ class Bench:
             haproxy=first_line(run_cmd(["haproxy", "-v"])), nginx=first_line(run_cmd(["nginx", "-v"])),
             h2load=first_line(run_cmd(["h2load", "--version"])),
             weir_commit=commit + ("-dirty" if dirty else ""), bin_dir=self.source_bin_dir,
-            weir_sha256_12=self.bin_sums["weir"],
+            weir_sha256_12=self.bin_sums["weir"], weir_b_bin=self.weir_b,
+            weir_b_sha256_12=self.bin_sums.get("weir-b"),
             proxy_cpus=self.proxy_cpus or "any", load_cpus=self.load_cpus or "any",
             backend_cpus=self.backend_cpus or "any", proxy_threads=self.threads,
             h2load_threads=self.h2load_threads, duration_s=self.args.duration, reps=self.args.reps,
@@ -795,8 +846,8 @@ class Bench:
         dest = os.path.join(self.work, "bin")
         os.makedirs(dest)
         sums = {}
-        for name in ("weir", "weir-echo"):
-            src = os.path.join(self.args.bin_dir, name)
+        for name in ("weir", "weir-echo") + (("weir-b",) if self.weir_b else ()):
+            src = self.weir_b if name == "weir-b" else os.path.join(self.args.bin_dir, name)
             if not os.access(src, os.X_OK):
                 raise SystemExit(f"{src} is missing: build it first (bench/run.sh does)")
             shutil.copy2(src, os.path.join(dest, name))
@@ -937,7 +988,8 @@ def render_markdown(meta, records, scenario_ids, unavailable, elapsed):
              + (" (**--quick smoke run: numbers are not meaningful**)" if meta["quick"] else ""))
     L.append(f"- machine: {meta['nproc']} CPUs ({meta['cpu_model']}), Linux {meta['kernel']}")
     L.append(f"- versions: weir {meta['weir_commit']} ({meta['bin_dir']}, sha256 {meta['weir_sha256_12']}…), "
-             f"{meta['haproxy']}, "
+             + (f"weir-b {meta['weir_b_bin']} (sha256 {meta['weir_b_sha256_12']}…), " if meta.get("weir_b_bin") else "")
+             + f"{meta['haproxy']}, "
              f"{meta['nginx']}, {meta['h2load']}")
     L.append(f"- pinning: proxy on CPU {meta['proxy_cpus']}, h2load on CPU {meta['load_cpus']}, "
              f"backends (2 × weir-echo) on CPU {meta['backend_cpus']}; {meta['proxy_threads']} proxy "
@@ -959,10 +1011,11 @@ def render_markdown(meta, records, scenario_ids, unavailable, elapsed):
         metric, higher = PRIMARY[kind]
         targets = scen["targets"] + [t for t in scen.get("na", {})]
         has_direct = "direct" in scen["targets"]
+        has_b = "weir-b" in scen["targets"]
 
         def ratio_cells(t):
             cells = []
-            for base in (["direct"] if has_direct else []) + ["haproxy"]:
+            for base in (["direct"] if has_direct else []) + ["haproxy"] + (["weir-b"] if has_b else []):
                 if t == base:
                     cells.append("1")
                 else:
@@ -974,6 +1027,8 @@ def render_markdown(meta, records, scenario_ids, unavailable, elapsed):
             if has_direct:
                 heads.append(f"{label} ÷ direct")
             heads.append(f"{label} ÷ haproxy")
+            if has_b:
+                heads.append(f"{label} ÷ weir-b")
             return heads
 
         if kind in ("unary", "lat", "large", "stream"):

@@ -37,5 +37,6 @@ pub mod listener;
 pub mod observe;
 pub mod proxy;
 pub mod runtime;
+pub mod tls;
 
 pub use error::Error;

@@ -71,6 +71,10 @@ pub(crate) enum Fetch {
     SslFcSni,
     SslFcAlpn,
     SslFcProtocol,
+    SslCUsed,
+    SslCVerify,
+    SslCSDn,
+    SslCIDn,
     FeName,
     BeName,
     Date(i64),
@@ -144,6 +148,10 @@ pub(crate) const NAMES: &[&str] = &[
     "shdr_val",
     "src",
     "src_port",
+    "ssl_c_i_dn",
+    "ssl_c_s_dn",
+    "ssl_c_used",
+    "ssl_c_verify",
     "ssl_fc",
     "ssl_fc_alpn",
     "ssl_fc_has_sni",
@@ -421,6 +429,15 @@ fn build_known(name: &'static str, args: &[String]) -> Result<Built, String> {
                 "ssl_fc_sni" => req(Fetch::SslFcSni, Kind::Str),
                 "ssl_fc_alpn" => req(Fetch::SslFcAlpn, Kind::Str),
                 _ => req(Fetch::SslFcProtocol, Kind::Str),
+            }
+        }
+        "ssl_c_used" | "ssl_c_verify" | "ssl_c_s_dn" | "ssl_c_i_dn" => {
+            a(name, 0, 0)?;
+            match name {
+                "ssl_c_used" => req(Fetch::SslCUsed, Kind::Bool),
+                "ssl_c_verify" => req(Fetch::SslCVerify, Kind::Int),
+                "ssl_c_s_dn" => req(Fetch::SslCSDn, Kind::Str),
+                _ => req(Fetch::SslCIDn, Kind::Str),
             }
         }
         "fe_name" => {
@@ -704,6 +721,15 @@ impl Fetch {
             Fetch::SslFcSni => borrowed(input.tls?.sni.as_deref()?),
             Fetch::SslFcAlpn => borrowed(input.tls?.alpn.as_deref()?),
             Fetch::SslFcProtocol => borrowed(input.tls?.version?),
+            Fetch::SslCUsed => Sample::Bool(input.tls.is_some_and(|t| t.client_subject.is_some())),
+            // rustls refuses a client certificate that does not verify, so a
+            // certificate that got this far verified: X509_V_OK.
+            Fetch::SslCVerify => {
+                input.tls?;
+                Sample::Int(0)
+            }
+            Fetch::SslCSDn => borrowed(input.tls?.client_subject.as_deref()?),
+            Fetch::SslCIDn => borrowed(input.tls?.client_issuer.as_deref()?),
             Fetch::FeName => borrowed(input.frontend),
             Fetch::BeName => borrowed(input.backend?),
             Fetch::Date(off) => {

@@ -51,6 +51,11 @@ pub struct TlsInfo {
     pub alpn: Option<String>,
     /// Negotiated protocol version, e.g. `TLSv1.3`.
     pub version: Option<&'static str>,
+    /// Subject DN of the client certificate, HAProxy style
+    /// (`/C=FR/O=Example/CN=client1`), when one was presented (`ssl_c_s_dn`).
+    pub client_subject: Option<String>,
+    /// Issuer DN of the client certificate (`ssl_c_i_dn`).
+    pub client_issuer: Option<String>,
 }
 
 /// The response side, for `http-response` rules and logs.

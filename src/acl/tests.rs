@@ -299,6 +299,8 @@ fn fetch_connection_and_tls() {
         sni: Some("api.example.com".into()),
         alpn: Some("h2".into()),
         version: Some("TLSv1.3"),
+        client_subject: Some("/O=Example/CN=client1".into()),
+        client_issuer: Some("/CN=Example CA".into()),
     };
     i.tls = Some(&tls);
     assert_eq!(ev("ssl_fc", &i), s("1"));
@@ -306,6 +308,11 @@ fn fetch_connection_and_tls() {
     assert_eq!(ev("ssl_fc_sni", &i), s("api.example.com"));
     assert_eq!(ev("ssl_fc_alpn", &i), s("h2"));
     assert_eq!(ev("ssl_fc_protocol", &i), s("TLSv1.3"));
+    assert_eq!(ev("ssl_c_used", &i), s("1"));
+    assert_eq!(ev("ssl_c_verify", &i), s("0"));
+    assert_eq!(ev("ssl_c_s_dn", &i), s("/O=Example/CN=client1"));
+    assert_eq!(ev("ssl_c_i_dn", &i), s("/CN=Example CA"));
+    assert!(acl("ssl_c_s_dn -m end CN=client1", &i));
     assert!(acl("ssl_fc", &i));
     assert!(acl("ssl_fc_sni_end .example.com", &i));
 }

@@ -1085,6 +1085,7 @@ mod tests {
             sni: None,
             alpn: None,
             version: Some("TLSv1.3"),
+            ..Default::default()
         };
         Req {
             parts,
