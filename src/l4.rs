@@ -29,15 +29,15 @@ const SERVER_ERROR: u8 = 2;
 
 /// A socket that marks activity on every byte moved and remembers which
 /// side failed first.
-struct Watched<'a> {
-    io: &'a mut TcpStream,
+struct Watched<'a, T> {
+    io: &'a mut T,
     activity: &'a Activity,
     failed: &'a AtomicU8,
     side: u8,
 }
 
-impl Watched<'_> {
-    fn note<T>(&self, r: &Poll<std::io::Result<T>>, moved: bool) {
+impl<T> Watched<'_, T> {
+    fn note<R>(&self, r: &Poll<std::io::Result<R>>, moved: bool) {
         match r {
             Poll::Ready(Ok(_)) if moved => self.activity.touch(),
             Poll::Ready(Err(_)) => {
@@ -53,7 +53,7 @@ impl Watched<'_> {
     }
 }
 
-impl AsyncRead for Watched<'_> {
+impl<T: AsyncRead + Unpin> AsyncRead for Watched<'_, T> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -67,7 +67,7 @@ impl AsyncRead for Watched<'_> {
     }
 }
 
-impl AsyncWrite for Watched<'_> {
+impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<'_, T> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -93,17 +93,19 @@ fn ms(d: Duration) -> i64 {
 }
 
 /// Serves one tcp-mode client connection and logs it (`option tcplog`).
-pub async fn serve(
-    mut client: TcpStream,
+pub async fn serve<S>(
+    mut client: S,
     peer: SocketAddr,
+    local: SocketAddr,
     fe: Arc<Frontend>,
     mut shutdown: watch::Receiver<bool>,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let accepted = SystemTime::now();
     let t0 = Instant::now();
     // `use_backend` rules: in tcp mode only connection fetches (`src`,
     // `dst`, `src_port`, ...) have something to read.
-    let local = client.local_addr().unwrap_or(peer);
     let backend = if fe.routes.is_empty() {
         fe.backend.clone()
     } else {

@@ -11,8 +11,9 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
-use crate::config::{Mode, Proto};
+use crate::config::{Bind, Mode};
 use crate::runtime::Frontend;
+use crate::tls::BindTls;
 
 /// Client connections open in this process (HAProxy's `actconn`).
 static ACTIVE: AtomicU32 = AtomicU32::new(0);
@@ -68,7 +69,7 @@ async fn permit(sem: &Option<Arc<Semaphore>>) -> Option<OwnedSemaphorePermit> {
 pub async fn accept_loop(
     listener: std::net::TcpListener,
     fe: Arc<Frontend>,
-    proto: Option<Proto>,
+    bind: Bind,
     global: Option<Arc<Semaphore>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -79,7 +80,8 @@ pub async fn accept_loop(
             return;
         }
     };
-    let builder = Arc::new(crate::http::builder(&fe, proto));
+    let builder = Arc::new(crate::http::builder(&fe, bind.proto));
+    let tls = bind.tls.clone();
     loop {
         let accepted = tokio::select! {
             _ = crate::proxy::stopping(&mut shutdown) => return,
@@ -102,10 +104,11 @@ pub async fn accept_loop(
         let fe = fe.clone();
         let shutdown = shutdown.clone();
         let builder = builder.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let _permits = permits;
             let _counted = Counted::new(fe.clone());
-            handle_conn(stream, peer, fe, builder, shutdown).await;
+            handle_conn(stream, peer, fe, tls, builder, shutdown).await;
         });
     }
 }
@@ -114,11 +117,36 @@ async fn handle_conn(
     stream: TcpStream,
     peer: SocketAddr,
     fe: Arc<Frontend>,
+    tls: Option<BindTls>,
     builder: Arc<hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>>,
     shutdown: watch::Receiver<bool>,
 ) {
+    let local = stream.local_addr().unwrap_or(peer);
+    let Some(tls) = tls else {
+        return match fe.mode {
+            Mode::Http => {
+                crate::http::serve(stream, peer, local, None, fe, builder, shutdown).await
+            }
+            Mode::Tcp => crate::l4::serve(stream, peer, local, fe, shutdown).await,
+        };
+    };
+    // The handshake is bounded like a request's headers.
+    let limit = fe
+        .timeouts
+        .http_request
+        .or(fe.timeouts.client)
+        .unwrap_or(Duration::from_secs(10));
+    let (stream, info) = match tls.accept(stream, limit).await {
+        Ok(s) => s,
+        Err(reason) => {
+            tracing::info!(frontend = %fe.name, %peer, %reason, "TLS handshake failed");
+            return;
+        }
+    };
     match fe.mode {
-        Mode::Http => crate::http::serve(stream, peer, fe, builder, shutdown).await,
-        Mode::Tcp => crate::l4::serve(stream, peer, fe, shutdown).await,
+        Mode::Http => {
+            crate::http::serve(stream, peer, local, Some(info), fe, builder, shutdown).await
+        }
+        Mode::Tcp => crate::l4::serve(stream, peer, local, fe, shutdown).await,
     }
 }

@@ -44,7 +44,7 @@ pub async fn start_threads(config: Config, threads: usize) -> Result<Running, Er
     let grace_ms = Arc::new(AtomicU64::new(10_000));
     let mut tasks = JoinSet::new();
     let mut addrs = Vec::new();
-    // Sockets per worker: [worker][i] = (listener, frontend, proto).
+    // Sockets per worker: [worker][i] = (listener, frontend, bind line).
     let mut per_worker: Vec<Vec<Listening>> = (0..threads).map(|_| Vec::new()).collect();
     for fe in &snapshot.frontends {
         for bind in &fe.binds {
@@ -58,19 +58,19 @@ pub async fn start_threads(config: Config, threads: usize) -> Result<Running, Er
             let local = first.local_addr().map_err(bind_err)?;
             tracing::info!(frontend = %fe.name, addr = %local, "listening");
             addrs.push((fe.name.clone(), local));
-            per_worker[0].push((first, fe.clone(), bind.proto));
+            per_worker[0].push((first, fe.clone(), bind.clone()));
             for w in per_worker.iter_mut().skip(1) {
                 let l = crate::listener::bind(local, true).map_err(bind_err)?;
-                w.push((l, fe.clone(), bind.proto));
+                w.push((l, fe.clone(), bind.clone()));
             }
         }
     }
     let mut workers = per_worker.into_iter();
-    for (listener, fe, proto) in workers.next().unwrap_or_default() {
+    for (listener, fe, bind) in workers.next().unwrap_or_default() {
         tasks.spawn(crate::listener::accept_loop(
             listener,
             fe,
-            proto,
+            bind,
             snapshot.global_conns.clone(),
             rx.clone(),
         ));
@@ -100,7 +100,7 @@ pub async fn start_threads(config: Config, threads: usize) -> Result<Running, Er
 type Listening = (
     std::net::TcpListener,
     Arc<crate::runtime::Frontend>,
-    Option<crate::config::Proto>,
+    crate::config::Bind,
 );
 
 /// One extra worker thread: a current-thread runtime serving its sockets
@@ -123,11 +123,11 @@ fn worker(
     };
     rt.block_on(async move {
         let mut set = JoinSet::new();
-        for (listener, fe, proto) in listeners {
+        for (listener, fe, bind) in listeners {
             set.spawn(crate::listener::accept_loop(
                 listener,
                 fe,
-                proto,
+                bind,
                 global.clone(),
                 rx.clone(),
             ));

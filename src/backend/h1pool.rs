@@ -3,7 +3,7 @@
 //! when the response has been read to its end.
 
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hyper::body::Incoming;
@@ -11,6 +11,7 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use crate::backend::pool::UpstreamTls;
 use crate::error::{ErrorKind, ProxyError};
 
 /// Idle connections kept per server.
@@ -21,9 +22,17 @@ pub type H1Sender = SendRequest<Incoming>;
 #[derive(Default)]
 pub struct H1Pool {
     idle: Mutex<Vec<H1Sender>>,
+    tls: Option<Arc<UpstreamTls>>,
 }
 
 impl H1Pool {
+    pub fn new(tls: Option<Arc<UpstreamTls>>) -> Self {
+        H1Pool {
+            idle: Mutex::new(Vec::new()),
+            tls,
+        }
+    }
+
     /// An idle connection that is ready, or a new one.
     pub async fn acquire(
         &self,
@@ -46,20 +55,10 @@ impl H1Pool {
                 )
             })?;
             let _ = tcp.set_nodelay(true);
-            let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-                .await
-                .map_err(|e| {
-                    ProxyError::new(
-                        ErrorKind::UpstreamProtocol,
-                        format!("HTTP/1.1 handshake with {addr} failed: {e}"),
-                    )
-                })?;
-            tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!(%addr, error = %e, "upstream HTTP/1.1 connection ended");
-                }
-            });
-            Ok(send)
+            match &self.tls {
+                Some(t) => h1_handshake(t.handshake(tcp, addr, b"http/1.1").await?, addr).await,
+                None => h1_handshake(tcp, addr).await,
+            }
         };
         match timeout {
             Some(t) => tokio::time::timeout(t, attempt).await.unwrap_or_else(|_| {
@@ -82,4 +81,25 @@ impl H1Pool {
             idle.push(send);
         }
     }
+}
+
+/// The HTTP/1.1 client handshake on an open connection.
+async fn h1_handshake<T>(io: T, addr: SocketAddr) -> Result<H1Sender, ProxyError>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| {
+            ProxyError::new(
+                ErrorKind::UpstreamProtocol,
+                format!("HTTP/1.1 handshake with {addr} failed: {e}"),
+            )
+        })?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(%addr, error = %e, "upstream HTTP/1.1 connection ended");
+        }
+    });
+    Ok(send)
 }

@@ -74,15 +74,17 @@ impl Drop for StreamLease {
 /// The HTTP/2 connections to one server.
 pub struct H2Pool {
     addr: SocketAddr,
+    tls: Option<Arc<UpstreamTls>>,
     conns: Mutex<Vec<Arc<H2Conn>>>,
     connecting: Mutex<Option<Shared<BoxFuture<'static, ConnectResult>>>>,
     opened: AtomicU64,
 }
 
 impl H2Pool {
-    pub fn new(addr: SocketAddr) -> Self {
+    pub fn new(addr: SocketAddr, tls: Option<Arc<UpstreamTls>>) -> Self {
         H2Pool {
             addr,
+            tls,
             conns: Mutex::new(Vec::new()),
             connecting: Mutex::new(None),
             opened: AtomicU64::new(0),
@@ -139,7 +141,8 @@ impl H2Pool {
             }
         }
         let addr = self.addr;
-        let fut = async move { connect(addr, timeout).await.map_err(Arc::new) }
+        let tls = self.tls.clone();
+        let fut = async move { connect(addr, tls, timeout).await.map_err(Arc::new) }
             .boxed()
             .shared();
         *slot = Some(fut.clone());
@@ -180,8 +183,49 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Opens a TCP connection and runs the HTTP/2 handshake, bounded by `timeout`.
-async fn connect(addr: SocketAddr, timeout: Option<Duration>) -> Result<Arc<H2Conn>, ProxyError> {
+/// TLS to a server: the compiled settings and the name to present and verify.
+pub struct UpstreamTls {
+    pub tls: crate::tls::ServerTls,
+    pub name: String,
+}
+
+impl UpstreamTls {
+    /// Runs the TLS handshake on `tcp`; `want` is the ALPN protocol the
+    /// caller is about to speak (a server that picks another one fails).
+    pub async fn handshake(
+        &self,
+        tcp: TcpStream,
+        addr: SocketAddr,
+        want: &[u8],
+    ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, ProxyError> {
+        let (stream, alpn) = self
+            .tls
+            .connect(tcp, &self.name)
+            .await
+            .map_err(|e| ProxyError::new(ErrorKind::ConnectFailed, format!("{addr}: {e}")))?;
+        if let Some(p) = alpn {
+            if p != want {
+                return Err(ProxyError::new(
+                    ErrorKind::ConnectFailed,
+                    format!(
+                        "{addr}: TLS ALPN chose '{}', weir needs '{}'",
+                        String::from_utf8_lossy(&p),
+                        String::from_utf8_lossy(want)
+                    ),
+                ));
+            }
+        }
+        Ok(stream)
+    }
+}
+
+/// Opens a TCP connection (and TLS when configured) and runs the HTTP/2
+/// handshake, bounded by `timeout`.
+async fn connect(
+    addr: SocketAddr,
+    tls: Option<Arc<UpstreamTls>>,
+    timeout: Option<Duration>,
+) -> Result<Arc<H2Conn>, ProxyError> {
     let attempt = async {
         let tcp = TcpStream::connect(addr).await.map_err(|e| {
             ProxyError::new(
@@ -190,13 +234,36 @@ async fn connect(addr: SocketAddr, timeout: Option<Duration>) -> Result<Arc<H2Co
             )
         })?;
         let _ = tcp.set_nodelay(true);
+        match tls {
+            Some(t) => h2_handshake(t.handshake(tcp, addr, b"h2").await?, addr).await,
+            None => h2_handshake(tcp, addr).await,
+        }
+    };
+    match timeout {
+        Some(t) => tokio::time::timeout(t, attempt).await.unwrap_or_else(|_| {
+            Err(ProxyError::new(
+                ErrorKind::ConnectTimeout,
+                format!("connection to {addr} timed out after {}ms", t.as_millis()),
+            ))
+        }),
+        None => attempt.await,
+    }
+}
+
+/// The HTTP/2 client handshake on an open connection; returns once the
+/// server's SETTINGS are in.
+async fn h2_handshake<T>(io: T, addr: SocketAddr) -> Result<Arc<H2Conn>, ProxyError>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    {
         let (send, mut conn) = h2::client::Builder::new()
             .initial_max_send_streams(UNSET_MAX_STREAMS)
             .initial_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONN_WINDOW)
             .max_frame_size(1 << 16)
             .enable_push(false)
-            .handshake::<_, Bytes>(tcp)
+            .handshake::<_, Bytes>(io)
             .await
             .map_err(|e| {
                 ProxyError::new(
@@ -238,14 +305,5 @@ async fn connect(addr: SocketAddr, timeout: Option<Duration>) -> Result<Arc<H2Co
             inflight: AtomicUsize::new(0),
             closed,
         }))
-    };
-    match timeout {
-        Some(t) => tokio::time::timeout(t, attempt).await.unwrap_or_else(|_| {
-            Err(ProxyError::new(
-                ErrorKind::ConnectTimeout,
-                format!("connection to {addr} timed out after {}ms", t.as_millis()),
-            ))
-        }),
-        None => attempt.await,
     }
 }

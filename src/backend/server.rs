@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::backend::h1pool::H1Pool;
-use crate::backend::pool::H2Pool;
+use crate::backend::pool::{H2Pool, UpstreamTls};
 use crate::config;
 
 /// The protocol weir speaks to a server.
@@ -47,6 +47,10 @@ pub struct Server {
     pub check: Option<config::CheckParams>,
     /// `backup`: only used when no active server is up.
     pub backup: bool,
+    /// `ssl`: TLS settings and the name presented.
+    pub tls: Option<Arc<UpstreamTls>>,
+    /// TLS for health checks (`check-ssl`, default: as `ssl`; `check-sni`).
+    pub check_tls: Option<Arc<UpstreamTls>>,
     pub state: ServerState,
     pub h2: H2Pool,
     pub h1: H1Pool,
@@ -54,6 +58,25 @@ pub struct Server {
 
 impl Server {
     pub fn from_config(s: &config::Server) -> Self {
+        let tls = s.tls.clone().filter(|_| s.ssl).map(|tls| {
+            Arc::new(UpstreamTls {
+                tls,
+                name: config::server_name(s),
+            })
+        });
+        let check_tls = s
+            .tls
+            .clone()
+            .filter(|_| s.check_ssl.unwrap_or(s.ssl))
+            .map(|tls| {
+                Arc::new(UpstreamTls {
+                    tls,
+                    name: s
+                        .check_sni
+                        .clone()
+                        .unwrap_or_else(|| config::server_name(s)),
+                })
+            });
         Server {
             name: s.name.clone(),
             addr: s.addr,
@@ -66,6 +89,8 @@ impl Server {
             maxconn: s.maxconn.unwrap_or(0),
             check: s.check.then(|| s.check_params.clone()),
             backup: s.backup,
+            tls: tls.clone(),
+            check_tls,
             state: ServerState {
                 maint: AtomicBool::new(s.disabled),
                 up: AtomicBool::new(true),
@@ -73,8 +98,8 @@ impl Server {
                 total: AtomicU64::new(0),
                 health: Mutex::default(),
             },
-            h2: H2Pool::new(s.addr),
-            h1: H1Pool::default(),
+            h2: H2Pool::new(s.addr, tls.clone()),
+            h1: H1Pool::new(tls),
         }
     }
 

@@ -39,6 +39,7 @@ mod resolve;
 mod units;
 
 pub use parse::rules::in_network;
+pub use parse::ssl::server_name;
 pub use units::{parse_size, parse_time};
 
 use std::fmt;

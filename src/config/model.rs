@@ -55,6 +55,25 @@ pub struct Global {
     pub nbthread: Option<usize>,
     /// `log ...` lines in `global` (used by sections that say `log global`).
     pub logs: Vec<LogTarget>,
+    /// `ca-base <dir>`: where relative `ca-file` paths are looked up.
+    pub ca_base: Option<std::path::PathBuf>,
+    /// `crt-base <dir>`: where relative `crt` paths are looked up.
+    pub crt_base: Option<std::path::PathBuf>,
+    /// `ssl-default-bind-options` / `ssl-default-bind-ciphersuites`.
+    pub ssl_bind: SslDefaults,
+    /// `ssl-default-server-options` / `ssl-default-server-ciphersuites` /
+    /// `ssl-server-verify`.
+    pub ssl_server: SslDefaults,
+}
+
+/// TLS defaults from `global` for `bind` or `server` lines.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SslDefaults {
+    pub min_ver: Option<crate::tls::TlsVersion>,
+    pub max_ver: Option<crate::tls::TlsVersion>,
+    pub ciphersuites: Option<String>,
+    /// `ssl-server-verify none|required` (servers only).
+    pub verify: Option<bool>,
 }
 
 /// `mode http|tcp`. HAProxy's default is `tcp`; so is ours.
@@ -180,6 +199,10 @@ pub struct Bind {
     /// `None`: detect per connection (HTTP/1.1 or h2c prior knowledge).
     pub proto: Option<Proto>,
     pub loc: Loc,
+    /// `ssl crt ...` options as written (`None`: plain TCP).
+    pub ssl: Option<crate::tls::BindSsl>,
+    /// The compiled TLS settings (certificates loaded and checked).
+    pub tls: Option<crate::tls::BindTls>,
 }
 
 #[derive(Clone, Debug)]
@@ -333,6 +356,23 @@ pub struct Server {
     pub check_params: CheckParams,
     /// `backup`: used only when no active (non-backup) server is up.
     pub backup: bool,
+    /// `ssl`: TLS to the server.
+    pub ssl: bool,
+    /// `verify`, `ca-file`, `crt`, `alpn`, `ssl-min-ver`, ... as written
+    /// (`verify` default applied at resolve time).
+    pub ssl_opts: crate::tls::ServerSsl,
+    /// `verify none|required` as written (`None`: global default, else required).
+    pub verify: Option<bool>,
+    /// `sni <expr>` (only constant `str(<name>)` for now) / `verifyhost <name>`:
+    /// the name sent as SNI and checked in the certificate; default: the
+    /// server's address as written.
+    pub sni: Option<String>,
+    /// `check-ssl`: health checks over TLS (default: same as `ssl`).
+    pub check_ssl: Option<bool>,
+    /// `check-sni <name>`
+    pub check_sni: Option<String>,
+    /// The compiled TLS settings.
+    pub tls: Option<crate::tls::ServerTls>,
 }
 
 /// Per-server health-check settings. Defaults are HAProxy's.

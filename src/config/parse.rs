@@ -8,8 +8,8 @@
 use std::time::Duration;
 
 use super::keywords::{
-    did_you_mean, Cap, OptionKind, SectionKind, BALANCE_UNSUPPORTED, BIND_UNSUPPORTED, OPTIONS,
-    SERVER_OPTIONS, SERVER_UNSUPPORTED, TIMEOUTS,
+    did_you_mean, Cap, OptionKind, SectionKind, BALANCE_UNSUPPORTED, BIND_OPTIONS,
+    BIND_UNSUPPORTED, OPTIONS, SERVER_OPTIONS, SERVER_UNSUPPORTED, TIMEOUTS,
 };
 use super::units::{check_name, parse_addr, parse_int, parse_time, parse_u32, AddrUse};
 use super::{
@@ -20,6 +20,7 @@ use super::{Diagnostic, Diags};
 
 pub(crate) mod check;
 pub(crate) mod rules;
+pub(crate) mod ssl;
 
 pub(crate) type R = Result<(), String>;
 
@@ -471,8 +472,14 @@ fn unknown_option(word: &str, supported: &[&str], known: &[&str]) -> String {
 pub(crate) fn bind(ctx: &mut Ctx, p: &mut ProxyDraft) -> R {
     let addrs = ctx.need(1, "<address>:<port>")?;
     let mut proto_opt = None;
+    let mut ssl = crate::tls::BindSsl::default();
+    let mut ssl_on = false;
     let mut i = 2;
     while let Some(word) = ctx.arg(i) {
+        if let Some(n) = ssl::bind_option(ctx, i, &mut ssl, &mut ssl_on)? {
+            i += n;
+            continue;
+        }
         match word {
             "proto" => {
                 let value = ctx
@@ -484,8 +491,13 @@ pub(crate) fn bind(ctx: &mut Ctx, p: &mut ProxyDraft) -> R {
             _ if BIND_UNSUPPORTED.contains(&word) => {
                 return Err(format!("'{word}' is not supported yet"))
             }
-            _ => return Err(unknown_option(word, &["proto"], BIND_UNSUPPORTED)),
+            _ => return Err(unknown_option(word, BIND_OPTIONS, BIND_UNSUPPORTED)),
         }
+    }
+    if !ssl_on && ssl != crate::tls::BindSsl::default() {
+        return Err(
+            "TLS options (crt, alpn, ca-file, verify, ...) need 'ssl' on the same line".into(),
+        );
     }
     let mut binds = Vec::new();
     for text in addrs.split(',') {
@@ -494,6 +506,8 @@ pub(crate) fn bind(ctx: &mut Ctx, p: &mut ProxyDraft) -> R {
             addr,
             proto: proto_opt,
             loc: ctx.loc.clone(),
+            ssl: ssl_on.then(|| ssl.clone()),
+            tls: None,
         });
     }
     p.binds.extend(binds);
@@ -525,6 +539,13 @@ pub(crate) fn server(ctx: &mut Ctx, p: &mut ProxyDraft) -> R {
         check: false,
         check_params: Default::default(),
         backup: false,
+        ssl: false,
+        ssl_opts: Default::default(),
+        verify: None,
+        sni: None,
+        check_ssl: None,
+        check_sni: None,
+        tls: None,
     };
     // `default-server` options were checked on their own line.
     server_options(&p.default_server, &mut s)?;
@@ -548,6 +569,13 @@ pub(crate) fn default_server(ctx: &mut Ctx, p: &mut ProxyDraft) -> R {
         check: false,
         check_params: Default::default(),
         backup: false,
+        ssl: false,
+        ssl_opts: Default::default(),
+        verify: None,
+        sni: None,
+        check_ssl: None,
+        check_sni: None,
+        tls: None,
     };
     server_options(&ctx.words[1..], &mut probe)?;
     p.default_server.extend(ctx.words[1..].iter().cloned());
@@ -565,6 +593,10 @@ fn server_options(words: &[String], s: &mut Server) -> R {
                 .map(String::as_str)
                 .ok_or_else(|| format!("'{word}' : missing value (expected {expected})"))
         };
+        if let Some(n) = ssl::server_option(word, words.get(i + 1).map(String::as_str), s)? {
+            i += n;
+            continue;
+        }
         match word {
             "proto" => s.proto = Some(proto(value("h2 or h1")?).map_err(with)?),
             "weight" => s.weight = parse_u32(value("0-256")?, 0, 256).map_err(with)?,

@@ -411,21 +411,58 @@ fn check_ref(
     }
 }
 
+/// Reports what loading TLS material said, at the line that asked for it.
+fn tls_result(r: Result<Vec<String>, String>, loc: &Loc, kw: &str, diags: &mut Diags) {
+    match r {
+        Ok(warnings) => {
+            for w in warnings {
+                diags
+                    .warnings
+                    .push(Diagnostic::new(Some(loc.clone()), Some(kw), w));
+            }
+        }
+        Err(e) => diags
+            .errors
+            .push(Diagnostic::new(Some(loc.clone()), Some(kw), e)),
+    }
+}
+
 fn finish(state: State, diags: &mut Diags) -> Config {
     let State {
         global, proxies, ..
     } = state;
-    let backends: Vec<Backend> = proxies
+    let mut backends: Vec<Backend> = proxies
         .iter()
         .filter(|s| matches!(s.kind, SectionKind::Backend | SectionKind::Listen))
         .map(|s| backend_of(s, &global))
         .collect();
+    // TLS: certificates are loaded once `global` (bases, defaults) is known.
+    for b in &mut backends {
+        for srv in &mut b.servers {
+            let loc = srv.loc.clone();
+            tls_result(
+                super::parse::ssl::finish_server(srv, &global),
+                &loc,
+                "server",
+                diags,
+            );
+        }
+    }
     let mut frontends = Vec::new();
     for s in proxies
         .iter()
         .filter(|s| matches!(s.kind, SectionKind::Frontend | SectionKind::Listen))
     {
-        let fe = frontend_of(s, &global, diags);
+        let mut fe = frontend_of(s, &global, diags);
+        for b in &mut fe.binds {
+            let loc = b.loc.clone();
+            tls_result(
+                super::parse::ssl::finish_bind(b, fe.mode, &global),
+                &loc,
+                "bind",
+                diags,
+            );
+        }
         if fe.binds.is_empty() && !s.bind_failed {
             let message = format!(
                 "{} '{}' has no 'bind' directive. Please declare it as a backend if this was intended.",

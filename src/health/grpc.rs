@@ -13,9 +13,11 @@ use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
 use super::{io_info, Outcome, Progress};
+use crate::backend::pool::UpstreamTls;
 
 pub(crate) async fn check(
     addr: SocketAddr,
+    tls: Option<&UpstreamTls>,
     service: &str,
     limit: Duration,
     progress: &Progress,
@@ -24,7 +26,28 @@ pub(crate) async fn check(
         Ok(e) => e.connect_timeout(limit).tcp_nodelay(true),
         Err(e) => return Outcome::fail("Socket error", Some(e.to_string())),
     };
-    let channel = match endpoint.connect().await {
+    let connected = match tls {
+        None => endpoint.connect().await,
+        Some(tls) => {
+            // `check-ssl`: the same TLS as the traffic, then h2 on top.
+            let tls = std::sync::Arc::new((tls.tls.clone(), tls.name.clone()));
+            let connector = tower::service_fn(move |_: http::Uri| {
+                let tls = tls.clone();
+                async move {
+                    let tcp = tokio::net::TcpStream::connect(addr).await?;
+                    let _ = tcp.set_nodelay(true);
+                    let (s, _) = tls
+                        .0
+                        .connect(tcp, &tls.1)
+                        .await
+                        .map_err(std::io::Error::other)?;
+                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(s))
+                }
+            });
+            endpoint.connect_with_connector(connector).await
+        }
+    };
+    let channel = match connected {
         Ok(c) => c,
         Err(e) => return Outcome::fail("Layer4 connection problem", Some(error_info(&e))),
     };

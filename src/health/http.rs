@@ -12,6 +12,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use super::tcp::{open, Matcher};
 use super::{Outcome, Progress};
+use crate::backend::pool::UpstreamTls;
 use crate::config::{HttpCheck, Pattern};
 
 /// Most body bytes `http-check expect string` looks at.
@@ -19,11 +20,12 @@ const MAX_BODY: usize = 64 * 1024;
 
 pub(crate) async fn check(
     addr: SocketAddr,
+    tls: Option<&UpstreamTls>,
     cfg: &HttpCheck,
     h2: bool,
     progress: &Progress,
 ) -> Outcome {
-    let stream = match open(addr, progress).await {
+    let stream = match open(addr, tls, progress).await {
         Ok(s) => s,
         Err(o) => return o,
     };

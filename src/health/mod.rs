@@ -221,14 +221,17 @@ pub(crate) async fn check_once(
     let addr = target(server, params);
     let limit = backend.timeouts.check.unwrap_or(params.inter);
     let progress = Progress::default();
+    let tls = server.check_tls.as_deref();
     let run = async {
         match &backend.check {
-            HealthCheck::Connect => tcp::connect_only(addr, &progress).await,
-            HealthCheck::Tcp(rules) => tcp::run_rules(addr, rules, &progress).await,
-            HealthCheck::Grpc { service } => grpc::check(addr, service, limit, &progress).await,
+            HealthCheck::Connect => tcp::connect_only(addr, tls, &progress).await,
+            HealthCheck::Tcp(rules) => tcp::run_rules(addr, tls, rules, &progress).await,
+            HealthCheck::Grpc { service } => {
+                grpc::check(addr, tls, service, limit, &progress).await
+            }
             HealthCheck::Http(cfg) => {
                 let h2 = params.proto == Some(crate::config::Proto::H2);
-                http::check(addr, cfg, h2, &progress).await
+                http::check(addr, tls, cfg, h2, &progress).await
             }
         }
     };

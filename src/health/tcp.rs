@@ -11,33 +11,57 @@
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::{io_info, Outcome, Progress};
+use crate::backend::pool::UpstreamTls;
 use crate::config::{Expect, Pattern, TcpCheckRule};
 
 /// Most bytes an `expect` rule looks at (HAProxy's check buffer is 16 kB).
 const MAX_RECEIVED: usize = 64 * 1024;
 
-/// Opens a connection; failure is a `Layer4 connection problem`.
-pub(crate) async fn open(addr: SocketAddr, progress: &Progress) -> Result<TcpStream, Outcome> {
-    match TcpStream::connect(addr).await {
-        Ok(s) => {
-            let _ = s.set_nodelay(true);
-            progress.connected.store(true, Ordering::Release);
-            Ok(s)
+/// A check connection: plain TCP, or TLS with `check-ssl`.
+pub(crate) trait CheckStream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> CheckStream for T {}
+pub(crate) type CheckIo = Box<dyn CheckStream>;
+
+/// Opens a connection; failure is a `Layer4 connection problem`, a failed
+/// TLS handshake (`check-ssl`) a `Layer6 invalid response`.
+pub(crate) async fn open(
+    addr: SocketAddr,
+    tls: Option<&UpstreamTls>,
+    progress: &Progress,
+) -> Result<CheckIo, Outcome> {
+    let s = match TcpStream::connect(addr).await {
+        Ok(s) => s,
+        Err(e) => {
+            return Err(Outcome::fail(
+                "Layer4 connection problem",
+                Some(io_info(&e)),
+            ))
         }
-        Err(e) => Err(Outcome::fail(
-            "Layer4 connection problem",
-            Some(io_info(&e)),
-        )),
+    };
+    let _ = s.set_nodelay(true);
+    progress.connected.store(true, Ordering::Release);
+    let Some(tls) = tls else {
+        return Ok(Box::new(s));
+    };
+    match tls.tls.connect(s, &tls.name).await {
+        Ok((s, _)) => Ok(Box::new(s)),
+        Err(e) => Err(Outcome::fail("Layer6 invalid response", Some(e))),
     }
 }
 
-/// The default check: a connection opens.
-pub(crate) async fn connect_only(addr: SocketAddr, progress: &Progress) -> Outcome {
-    match open(addr, progress).await {
+/// The default check: a connection opens (and, with `check-ssl`, its TLS
+/// handshake succeeds).
+pub(crate) async fn connect_only(
+    addr: SocketAddr,
+    tls: Option<&UpstreamTls>,
+    progress: &Progress,
+) -> Outcome {
+    match open(addr, tls, progress).await {
+        Ok(_) if tls.is_some() => Outcome::pass("Layer6 check passed"),
         Ok(_) => Outcome::pass("Layer4 check passed"),
         Err(o) => o,
     }
@@ -46,10 +70,11 @@ pub(crate) async fn connect_only(addr: SocketAddr, progress: &Progress) -> Outco
 /// Runs `tcp-check` rules.
 pub(crate) async fn run_rules(
     addr: SocketAddr,
+    tls: Option<&UpstreamTls>,
     rules: &[TcpCheckRule],
     progress: &Progress,
 ) -> Outcome {
-    match run(addr, rules, progress).await {
+    match run(addr, tls, rules, progress).await {
         Ok(layer7) if layer7 => Outcome::pass("Layer7 check passed"),
         Ok(_) => Outcome::pass("Layer4 check passed"),
         Err(o) => o,
@@ -57,7 +82,7 @@ pub(crate) async fn run_rules(
 }
 
 struct Conn {
-    stream: TcpStream,
+    stream: CheckIo,
     received: Vec<u8>,
     eof: bool,
 }
@@ -65,6 +90,7 @@ struct Conn {
 /// Ok(true) when a send or expect rule ran (a layer-7 success).
 async fn run(
     addr: SocketAddr,
+    tls: Option<&UpstreamTls>,
     rules: &[TcpCheckRule],
     progress: &Progress,
 ) -> Result<bool, Outcome> {
@@ -75,12 +101,12 @@ async fn run(
         progress.step.store(step, Ordering::Release);
         if let TcpCheckRule::Connect { port } = rule {
             let target = SocketAddr::new(addr.ip(), port.unwrap_or(addr.port()));
-            conn = Some(new_conn(target, progress).await?);
+            conn = Some(new_conn(target, tls, progress).await?);
             continue;
         }
         let c = match conn.as_mut() {
             Some(c) => c,
-            None => conn.insert(new_conn(addr, progress).await?),
+            None => conn.insert(new_conn(addr, tls, progress).await?),
         };
         layer7 = true;
         match rule {
@@ -100,14 +126,18 @@ async fn run(
         }
     }
     if conn.is_none() {
-        new_conn(addr, progress).await?;
+        new_conn(addr, tls, progress).await?;
     }
     Ok(layer7)
 }
 
-async fn new_conn(addr: SocketAddr, progress: &Progress) -> Result<Conn, Outcome> {
+async fn new_conn(
+    addr: SocketAddr,
+    tls: Option<&UpstreamTls>,
+    progress: &Progress,
+) -> Result<Conn, Outcome> {
     Ok(Conn {
-        stream: open(addr, progress).await?,
+        stream: open(addr, tls, progress).await?,
         received: Vec::new(),
         eof: false,
     })

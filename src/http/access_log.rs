@@ -23,6 +23,8 @@ pub struct ConnInfo {
     pub peer: SocketAddr,
     pub local: SocketAddr,
     pub accepted: SystemTime,
+    /// TLS facts of the client connection (`None` for cleartext).
+    pub tls: Option<crate::acl::TlsInfo>,
 }
 
 /// A request's log line in the making.
@@ -36,6 +38,8 @@ pub struct PendingLog {
     req: Option<ReqHead>,
     /// Response headers for `%[res.hdr(...)]` samples.
     res_headers: Option<HeaderMap>,
+    /// TLS facts for `%[ssl_fc_sni]`, `%[ssl_c_s_dn]`, ... (when samples are used).
+    tls: Option<crate::acl::TlsInfo>,
     written: bool,
 }
 
@@ -121,6 +125,11 @@ impl PendingLog {
             format,
             rec,
             started: Instant::now(),
+            tls: if req.is_some() {
+                conn.tls.clone()
+            } else {
+                None
+            },
             req,
             res_headers: None,
             written: false,
@@ -210,7 +219,7 @@ impl PendingLog {
                     dst: self.rec.local,
                     frontend: &self.rec.frontend,
                     backend: Some(&self.rec.backend),
-                    tls: None,
+                    tls: self.tls.as_ref(),
                 };
                 let empty = HeaderMap::new();
                 let res = ResInput {

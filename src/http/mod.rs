@@ -18,7 +18,6 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::config::Proto;
@@ -148,13 +147,18 @@ impl Drop for ClientBody {
 /// `timeout http-keep-alive` (else `timeout client`) with no open call, or
 /// shutdown is asked for. Idle and shutdown both close gracefully (GOAWAY
 /// for HTTP/2, after the current response for HTTP/1.1).
-pub async fn serve(
-    stream: TcpStream,
+#[allow(clippy::too_many_arguments)]
+pub async fn serve<S>(
+    stream: S,
     peer: std::net::SocketAddr,
+    local: std::net::SocketAddr,
+    tls: Option<crate::acl::TlsInfo>,
     fe: Arc<Frontend>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     mut shutdown: watch::Receiver<bool>,
-) {
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let calls = Arc::new(ConnCalls {
         open: AtomicUsize::new(0),
         activity: Activity::new(),
@@ -167,8 +171,9 @@ pub async fn serve(
     };
     let conn_info = Arc::new(ConnInfo {
         peer,
-        local: stream.local_addr().unwrap_or(peer),
+        local,
         accepted: std::time::SystemTime::now(),
+        tls,
     });
     let service = service_fn(move |req| {
         let fe = svc_fe.clone();

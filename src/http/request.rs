@@ -40,7 +40,7 @@ pub async fn handle(
         dst: conn.local,
         frontend: &fe.name,
         backend: None,
-        tls: None,
+        tls: conn.tls.as_ref(),
     };
 
     if let Outcome::Reply(r) = rules::request(&fe.http_request, &mut parts, &env, is_grpc) {
