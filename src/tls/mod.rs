@@ -213,12 +213,14 @@ impl BindTls {
             }
         };
         let conn = stream.get_ref().1;
-        let (client_subject, client_issuer) = match conn
-            .peer_certificates()
-            .and_then(|c| c.first())
-            .and_then(|c| dn::subject_issuer(c))
+        // A certificate that verified but whose names do not parse still
+        // counts as presented (`ssl_c_used`), with empty DNs.
+        let (client_subject, client_issuer) = match conn.peer_certificates().and_then(|c| c.first())
         {
-            Some((s, i)) => (Some(s), Some(i)),
+            Some(c) => match dn::subject_issuer(c) {
+                Some((s, i)) => (Some(s), Some(i)),
+                None => (Some(String::new()), Some(String::new())),
+            },
             None => (None, None),
         };
         let info = TlsInfo {
