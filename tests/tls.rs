@@ -50,6 +50,7 @@ impl Ca {
     fn leaf(&self, names: &[&str], cn: &str, client: bool) -> (String, String) {
         let mut p = CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
             .expect("params");
+        p.distinguished_name = rcgen::DistinguishedName::new();
         p.distinguished_name
             .push(DnType::OrganizationName, "Example");
         p.distinguished_name.push(DnType::CommonName, cn);
