@@ -140,6 +140,23 @@ async fn handle_conn(
         Ok(s) => s,
         Err(reason) => {
             tracing::info!(frontend = %fe.name, %peer, %reason, "TLS handshake failed");
+            // HAProxy's connection-error line, to the frontend's log targets.
+            if let Some(logger) = &fe.logger {
+                let ip = match peer.ip() {
+                    std::net::IpAddr::V6(v6) => v6
+                        .to_ipv4_mapped()
+                        .map(std::net::IpAddr::V4)
+                        .unwrap_or(peer.ip()),
+                    v4 => v4,
+                };
+                let date = crate::observe::time::Civil::from_system(std::time::SystemTime::now());
+                logger.emit(&format!(
+                    "{ip}:{} [{}] {}/{local}: {reason}",
+                    peer.port(),
+                    date.haproxy(),
+                    fe.name
+                ));
+            }
             return;
         }
     };

@@ -101,9 +101,11 @@ async fn tls_echo(id: &str, cert: &str, key: &str) -> SocketAddr {
     let addr = l.local_addr().expect("addr");
     let service = EchoService::new(id, Arc::new(Stats::default())).expect("service");
     let tls = ServerTlsConfig::new().identity(Identity::from_pem(cert, key));
+    let (_reporter, health) = tonic_health::server::health_reporter();
     let router = Server::builder()
         .tls_config(tls)
         .expect("tls config")
+        .add_service(health)
         .add_service(EchoServer::new(service));
     tokio::spawn(async move {
         let _ = router.serve_with_incoming(TcpListenerStream::new(l)).await;
@@ -413,12 +415,26 @@ async fn mutual_tls_and_client_subject() {
         .await
         .expect("mTLS");
     assert_eq!(unary(&ch).await.expect("unary"), "s1");
+    // Before it, each failed handshake was logged with its reason (clients
+    // may retry, so at least two).
     let mut buf = vec![0u8; 1024];
-    let n = within(5, logs.recv(&mut buf)).await.expect("log line");
-    assert_eq!(
-        String::from_utf8_lossy(&buf[..n]),
-        "/O=Example/CN=user1 0 be"
-    );
+    let mut failures = 0;
+    let line = loop {
+        let n = within(5, logs.recv(&mut buf)).await.expect("log line");
+        let line = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if !line.contains("TLS handshake failed") {
+            break line;
+        }
+        assert!(line.starts_with("127.0.0.1:"), "{line}");
+        assert!(
+            line.contains(&format!("] fe/{addr}: TLS handshake failed: ")),
+            "{line}"
+        );
+        failures += 1;
+        assert!(failures < 50);
+    };
+    assert!(failures >= 2, "{failures}");
+    assert_eq!(line, "/O=Example/CN=user1 0 be");
     let (ac, ak) = clients.leaf(&[], "admin", true);
     let ch = tls_channel(addr, &ca.pem(), "localhost", Some((&ac, &ak)))
         .await
@@ -461,6 +477,67 @@ async fn server_certificates_are_verified() {
     let proxy = weir::proxy::start(load(&cfg).config).await.expect("starts");
     let ch = channel(fe_addr(&proxy)).await;
     assert_eq!(unary(&ch).await.expect("verify none"), "rogue");
+}
+
+/// Health checks over TLS: a native gRPC check passes on a verified server;
+/// a connect check with TLS fails at layer 6 on an untrusted one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_checks_over_tls() {
+    let f = Files::new();
+    let ca = Ca::new("Test CA");
+    let rogue = Ca::new("Rogue CA");
+    let (sc, sk) = ca.leaf(&["127.0.0.1"], "server", false);
+    let good = tls_echo("good", &sc, &sk).await;
+    let (rc, rk) = rogue.leaf(&["127.0.0.1"], "server", false);
+    let bad = tls_echo("bad", &rc, &rk).await;
+    let ca_file = f.write("ca.pem", &ca.pem());
+    let cfg = format!(
+        "defaults\n    mode http\n    timeout connect 2s\n    timeout check 2s\n\
+         frontend fe\n    bind 127.0.0.1:0\n    default_backend be\n\
+         backend be\n    option grpc-check\n    server s1 {good} proto h2 ssl ca-file {ca} check inter 100ms rise 1 fall 1\n\
+         backend be2\n    server s2 {bad} proto h2 check-ssl ca-file {ca} check inter 100ms rise 1 fall 1\n",
+        ca = show(&ca_file)
+    );
+    let proxy = weir::proxy::start(load(&cfg).config).await.expect("starts");
+    wait_for(10, "gRPC check over TLS runs", || {
+        last_reason(&proxy, "s1").starts_with("Layer7 check passed")
+    })
+    .await;
+    assert!(server_up(&proxy, "be", "s1"));
+    wait_for(10, "s2 goes down", || !server_up(&proxy, "be2", "s2")).await;
+    let s2 = server(&proxy, "be2", "s2");
+    let reason = s2
+        .state
+        .health
+        .lock()
+        .expect("lock")
+        .last
+        .as_ref()
+        .map(|l| l.reason.clone())
+        .unwrap_or_default();
+    assert!(reason.starts_with("Layer6 invalid response"), "{reason}");
+    assert!(reason.contains("TLS handshake"), "{reason}");
+}
+
+/// `mode tcp` with `bind ... ssl`: TLS offload in front of a cleartext
+/// gRPC server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_offload_in_tcp_mode() {
+    let f = Files::new();
+    let ca = Ca::new("Test CA");
+    let (fc, fk) = ca.leaf(&["localhost"], "weir", false);
+    let cert = f.write("cert.pem", &format!("{fc}{fk}"));
+    let servers = echo_servers(1).await;
+    let cfg = format!(
+        "defaults\n    mode tcp\n    timeout connect 2s\nfrontend fe\n    bind 127.0.0.1:0 ssl crt {} alpn h2\n    default_backend be\nbackend be\n    server s1 {}\n",
+        show(&cert),
+        servers[0].addr
+    );
+    let proxy = weir::proxy::start(load(&cfg).config).await.expect("starts");
+    let ch = tls_channel(fe_addr(&proxy), &ca.pem(), "localhost", None)
+        .await
+        .expect("TLS");
+    all_kinds(&ch, "s1").await;
 }
 
 // ---------------------------------------------------- config errors
