@@ -113,11 +113,24 @@ async fn python_grpcio_over_tls_with_a_client_certificate() {
     let proxy = start_proxy(&cfg).await;
     let path = format!("{}/tests/py/tls_client.py", env!("CARGO_MANIFEST_DIR"));
     let out = tokio::process::Command::new(python())
-        .args([&path, &fe_addr(&proxy).to_string(), &ca_file, "localhost", &client_crt, &client_key])
+        .args([
+            &path,
+            &fe_addr(&proxy).to_string(),
+            &ca_file,
+            "localhost",
+            &client_crt,
+            &client_key,
+        ])
         .output();
     let out = within(60, out).await.expect("python runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "tls_client.py failed\n{stdout}\n{stderr}");
-    assert!(stdout.contains("python grpcio tls: all checks passed"), "{stdout}");
+    assert!(
+        out.status.success(),
+        "tls_client.py failed\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("python grpcio tls: all checks passed"),
+        "{stdout}"
+    );
 }

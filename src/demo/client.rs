@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::{Ascii, MetadataKey, MetadataValue};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use super::backend::{category_nouns, BACKEND_HEADER, CATEGORIES};
 use super::pb::codename_creator_client::CodenameCreatorClient;
@@ -33,7 +33,7 @@ const UNKNOWN: &str = "?";
 /// Runs the client until `--calls` calls (or streamed names) are done, or
 /// until Ctrl-C. With `--calls`, any failed call makes the run fail.
 pub async fn run(args: ClientArgs) -> Result<(), DemoError> {
-    let channel = connect(&args.target).await?;
+    let channel = connect(&args).await?;
     let client = CodenameCreatorClient::new(channel);
     if args.stream {
         run_stream(client, &args).await
@@ -68,11 +68,26 @@ fn with_headers<T>(message: T, headers: &Headers) -> tonic::Request<T> {
     req
 }
 
-async fn connect(target: &str) -> Result<Channel, DemoError> {
-    let endpoint = Endpoint::from_shared(target.to_owned())
+async fn connect(args: &ClientArgs) -> Result<Channel, DemoError> {
+    let target = args.target.as_str();
+    let mut endpoint = Endpoint::from_shared(target.to_owned())
         .map_err(|e| format!("bad --target '{target}': {e}"))?
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true);
+    if target.starts_with("https://") {
+        let mut tls = ClientTlsConfig::new();
+        if let Some(path) = &args.ca_file {
+            let pem = std::fs::read(path)
+                .map_err(|e| format!("cannot read --ca-file '{}': {e}", path.display()))?;
+            tls = tls.ca_certificate(Certificate::from_pem(pem));
+        }
+        if let Some(d) = &args.domain {
+            tls = tls.domain_name(d.clone());
+        }
+        endpoint = endpoint
+            .tls_config(tls)
+            .map_err(|e| format!("TLS settings for {target}: {e}"))?;
+    }
     let channel = endpoint
         .connect()
         .await

@@ -83,6 +83,13 @@ pub struct ClientArgs {
     /// `--header mysecretpassphrase:abc123` for examples/grpc-routing.cfg.
     #[arg(long = "header", value_name = "NAME:VALUE")]
     pub headers: Vec<String>,
+    /// With an `https://` target: the CA file to verify weir's certificate
+    /// against (e.g. examples/tls/ca.crt).
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// With an `https://` target: the name to verify (default: the target's host).
+    #[arg(long, value_name = "NAME")]
+    pub domain: Option<String>,
 }
 
 impl Default for ClientArgs {
@@ -94,6 +101,8 @@ impl Default for ClientArgs {
             category: "animals".to_owned(),
             stream: false,
             headers: Vec::new(),
+            ca_file: None,
+            domain: None,
         }
     }
 }
