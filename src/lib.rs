@@ -20,6 +20,7 @@
 //! | balancing algorithms                           | [`backend::balance`]         |
 //! | upstream HTTP/2 connection pooling             | [`backend::pool`]            |
 //! | `mode tcp`                                     | [`l4`]                       |
+//! | TLS: certificates, SNI, ALPN, mTLS, upstream   | [`tls`]                      |
 //! | active health checks, rise/fall, UP/DOWN logs  | [`health`]                   |
 //! | log sinks, HAProxy log layouts                 | [`observe`]                  |
 //! | starting and stopping a proxy                  | [`proxy`]                    |
