@@ -540,6 +540,70 @@ async fn tls_offload_in_tcp_mode() {
     all_kinds(&ch, "s1").await;
 }
 
+/// `sni <expression>`: the name sent to the server comes from the request,
+/// one connection pool per name; the server picks its certificate by it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_sni_from_the_request() {
+    let f = Files::new();
+    let ca = Ca::new("Test CA");
+    for name in ["a.test", "b.test"] {
+        let (c, k) = ca.leaf(&[name], name, false);
+        f.write(&format!("certs/{name}.pem"), &format!("{c}{k}"));
+    }
+    let ca_file = f.write("ca.pem", &ca.pem());
+    // The "server": another weir that answers with the SNI it received.
+    let inner = format!(
+        "defaults\n    mode http\nfrontend fe\n    bind 127.0.0.1:0 ssl crt {} alpn h2\n    http-request return status 200 content-type text/plain lf-string \"sni=%[ssl_fc_sni]\"\n    default_backend be\nbackend be\n",
+        show(&f.path("certs"))
+    );
+    let inner = weir::proxy::start(load(&inner).config)
+        .await
+        .expect("inner starts");
+    let cfg = format!(
+        "defaults\n    mode http\n    timeout connect 5s\nfrontend fe\n    bind 127.0.0.1:0\n    default_backend be\nbackend be\n    server s1 {} proto h2 ssl ca-file {} sni req.hdr(x-sni)\n",
+        fe_addr(&inner),
+        show(&ca_file)
+    );
+    let proxy = weir::proxy::start(load(&cfg).config).await.expect("starts");
+    let addr = fe_addr(&proxy);
+    for name in ["a.test", "b.test", "a.test"] {
+        let (status, body) = h2_get(addr, &[("x-sni", name)]).await;
+        assert_eq!((status, body), (200, format!("sni={name}")));
+    }
+    // One pool per name: two connections, not three.
+    let s1 = server(&proxy, "be", "s1");
+    assert_eq!(s1.h2_for(Some("a.test")).connections_opened(), 1);
+    assert_eq!(s1.h2_for(Some("b.test")).connections_opened(), 1);
+    // A name the server has no certificate for fails verification.
+    let (status, body) = h2_get(addr, &[("x-sni", "c.test")]).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("TLS"), "{body}");
+}
+
+/// A plain HTTP/2 GET (prior knowledge); returns status and body.
+async fn h2_get(addr: SocketAddr, headers: &[(&str, &str)]) -> (u16, String) {
+    use http_body_util::BodyExt;
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (mut tx, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .expect("h2 handshake");
+    tokio::spawn(conn);
+    let mut b = http::Request::builder().uri(format!("http://{addr}/x"));
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let req = b
+        .body(http_body_util::Full::<bytes::Bytes>::default())
+        .expect("request");
+    let resp = within(10, tx.send_request(req)).await.expect("response");
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
 // ---------------------------------------------------- config errors
 
 fn errors(cfg: &str) -> Vec<String> {
@@ -601,10 +665,15 @@ fn bad_certificate_files_are_errors_at_their_line() {
         "{}",
         e[0]
     );
-    let e =
-        errors(&cfg(&good).replace("proto h2\n", "proto h2 ssl sni req.hdr(host) verify none\n"));
+    let e = errors(&cfg(&good).replace("proto h2\n", "ssl sni req.hdr(host) verify none\n"));
     assert!(
-        e[0].contains("only a constant 'str(<name>)' is supported yet"),
+        e[0].contains("'sni <expression>' needs an HTTP/2 server"),
+        "{}",
+        e[0]
+    );
+    let e = errors(&cfg(&good).replace("proto h2\n", "proto h2 ssl sni nosuchfetch verify none\n"));
+    assert!(
+        e[0].contains("'sni' : unknown fetch method 'nosuchfetch'"),
         "{}",
         e[0]
     );

@@ -1,6 +1,7 @@
 //! A server at run time: its settings, its live state (atomics the health
 //! checks write and the balancer reads) and its upstream connection pool.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -52,9 +53,19 @@ pub struct Server {
     /// TLS for health checks (`check-ssl`, default: as `ssl`; `check-sni`).
     pub check_tls: Option<Arc<UpstreamTls>>,
     pub state: ServerState,
-    pub h2: H2Pool,
+    pub h2: Arc<H2Pool>,
     pub h1: H1Pool,
+    /// `sni <expression>`: the name is computed per request...
+    pub sni_expr: Option<crate::acl::Expr>,
+    /// ...and each name gets its own HTTP/2 pool (at most [`MAX_SNI_POOLS`]).
+    sni_pools: Mutex<HashMap<String, Arc<H2Pool>>>,
+    /// The TLS settings per-name pools are made with.
+    tls_settings: Option<crate::tls::ServerTls>,
 }
+
+/// Distinct `sni` names with their own pool per server; calls with further
+/// names use the server's default name.
+pub const MAX_SNI_POOLS: usize = 256;
 
 impl Server {
     pub fn from_config(s: &config::Server) -> Self {
@@ -98,9 +109,37 @@ impl Server {
                 total: AtomicU64::new(0),
                 health: Mutex::default(),
             },
-            h2: H2Pool::new(s.addr, tls.clone()),
+            h2: Arc::new(H2Pool::new(s.addr, tls.clone())),
             h1: H1Pool::new(tls),
+            sni_expr: s.sni_expr.as_ref().map(|e| e.expr.clone()),
+            sni_pools: Mutex::new(HashMap::new()),
+            tls_settings: s.tls.clone().filter(|_| s.ssl),
         }
+    }
+
+    /// The HTTP/2 pool for a call whose computed SNI is `name` (`None`:
+    /// the server's default pool).
+    pub fn h2_for(&self, name: Option<&str>) -> Arc<H2Pool> {
+        let (Some(name), Some(tls)) = (name, &self.tls_settings) else {
+            return self.h2.clone();
+        };
+        let mut pools = self.sni_pools.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = pools.get(name) {
+            return p.clone();
+        }
+        if pools.len() >= MAX_SNI_POOLS {
+            tracing::debug!(server = %self.name, sni = name, "too many SNI names, using the default pool");
+            return self.h2.clone();
+        }
+        let pool = Arc::new(H2Pool::new(
+            self.addr,
+            Some(Arc::new(UpstreamTls {
+                tls: tls.clone(),
+                name: name.to_string(),
+            })),
+        ));
+        pools.insert(name.to_string(), pool.clone());
+        pool
     }
 
     /// Up (health) and not in maintenance; weight not considered.

@@ -363,10 +363,12 @@ pub struct Server {
     pub ssl_opts: crate::tls::ServerSsl,
     /// `verify none|required` as written (`None`: global default, else required).
     pub verify: Option<bool>,
-    /// `sni <expr>` (only constant `str(<name>)` for now) / `verifyhost <name>`:
-    /// the name sent as SNI and checked in the certificate; default: the
-    /// server's address as written.
+    /// `sni str(<name>)` / `verifyhost <name>`: the name sent as SNI and
+    /// checked in the certificate; default: the server's address as written.
     pub sni: Option<String>,
+    /// `sni <expression>` (e.g. `req.hdr(host)`): the name is computed per
+    /// request, with one connection pool per name.
+    pub sni_expr: Option<SniExpr>,
     /// `check-ssl`: health checks over TLS (default: same as `ssl`).
     pub check_ssl: Option<bool>,
     /// `check-sni <name>`
@@ -374,6 +376,20 @@ pub struct Server {
     /// The compiled TLS settings.
     pub tls: Option<crate::tls::ServerTls>,
 }
+
+/// A per-request `sni` expression and its text (compared by text).
+#[derive(Clone, Debug)]
+pub struct SniExpr {
+    pub text: String,
+    pub expr: crate::acl::Expr,
+}
+
+impl PartialEq for SniExpr {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+impl Eq for SniExpr {}
 
 /// Per-server health-check settings. Defaults are HAProxy's.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -50,9 +50,10 @@ pub async fn forward(
     timeouts: &Timeouts,
     grpc: bool,
     timing: &mut Timing,
+    sni: Option<String>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     match slot.server.proto {
-        UpstreamProto::H2 => forward_h2(req, slot, timeouts, grpc, timing).await,
+        UpstreamProto::H2 => forward_h2(req, slot, timeouts, grpc, timing, sni).await,
         UpstreamProto::H1 => forward_h1(req, slot, timeouts, timing).await,
     }
 }
@@ -63,13 +64,15 @@ async fn forward_h2(
     timeouts: &Timeouts,
     grpc: bool,
     timing: &mut Timing,
+    sni: Option<String>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let server = slot.server.clone();
+    let pool = server.h2_for(sni.as_deref());
     // A connection that received GOAWAY refuses new streams before anything
     // is sent: take another one (bounded).
     let mut attempt = 0;
     let (lease, mut sender) = loop {
-        let lease = server.h2.acquire(timeouts.connect).await?;
+        let lease = pool.acquire(timeouts.connect).await?;
         let sender = lease.sender();
         match sender.ready().await {
             Ok(s) => break (lease, s),

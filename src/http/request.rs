@@ -73,6 +73,17 @@ pub async fn handle(
         l.server(&server, queued_at.elapsed());
         l.backend_conns(&backend);
     }
+    // `sni <expression>` on the server: computed from this request.
+    let sni = server.sni_expr.as_ref().and_then(|e| {
+        let input = env.input(
+            &parts.method,
+            &parts.uri,
+            parts.version,
+            &parts.headers,
+            None,
+        );
+        e.eval(&input).map(|s| s.to_string())
+    });
     let mut timing = Timing::new();
     let result = forward::forward(
         Request::from_parts(parts, body),
@@ -80,6 +91,7 @@ pub async fn handle(
         &backend.timeouts,
         is_grpc,
         &mut timing,
+        sni,
     )
     .await;
     if let Some(l) = log.as_mut() {

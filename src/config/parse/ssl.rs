@@ -258,9 +258,21 @@ pub(crate) fn server_option(
             return Ok(Some(2));
         }
         "sni" => {
-            s.sni = Some(constant_sni(value(
-                "an expression such as str(api.example.com)",
-            )?)?);
+            let text = value("an expression such as str(api.example.com) or req.hdr(host)")?;
+            match constant_sni(text) {
+                Some(name) => {
+                    s.sni = Some(name);
+                    s.sni_expr = None;
+                }
+                None => {
+                    let expr = crate::acl::Expr::parse(text, crate::acl::Stage::Request)
+                        .map_err(|e| format!("'sni' : {e}"))?;
+                    s.sni_expr = Some(crate::config::SniExpr {
+                        text: text.to_string(),
+                        expr,
+                    });
+                }
+            }
             return Ok(Some(2));
         }
         "verifyhost" => {
@@ -292,17 +304,10 @@ pub(crate) fn server_option(
     Ok(Some(1))
 }
 
-/// `sni str(<name>)`: the one form weir takes for now (upstream connections
-/// are pooled per server, so the name cannot change per request).
-fn constant_sni(expr: &str) -> Result<String, String> {
-    if let Some(name) = expr.strip_prefix("str(").and_then(|r| r.strip_suffix(')')) {
-        if !name.is_empty() {
-            return Ok(name.to_string());
-        }
-    }
-    Err(format!(
-        "'sni' : only a constant 'str(<name>)' is supported yet, not '{expr}' (connections to a server are pooled, so the SNI cannot depend on the request)"
-    ))
+/// `sni str(<name>)`: a constant name (the common case, one pool).
+fn constant_sni(expr: &str) -> Option<String> {
+    let name = expr.strip_prefix("str(")?.strip_suffix(')')?;
+    (!name.is_empty()).then(|| name.to_string())
 }
 
 fn join(base: &Option<PathBuf>, p: &Path) -> PathBuf {
@@ -372,6 +377,11 @@ pub(crate) fn finish_server(s: &mut Server, global: &Global) -> Result<Vec<Strin
             Some(Proto::H2) => vec!["h2".into()],
             _ => vec!["http/1.1".into()],
         };
+    }
+    if s.sni_expr.is_some() && s.proto != Some(Proto::H2) {
+        return Err(
+            "'sni <expression>' needs an HTTP/2 server ('proto h2' or 'alpn h2'): weir keeps one connection pool per name only for HTTP/2".into(),
+        );
     }
     let (tls, warnings) = ServerTls::build(o)?;
     s.tls = Some(tls);
