@@ -170,10 +170,8 @@ backend app
 [WARNING] parsing [weir.cfg:7] : 'user' has no effect in weir yet, ignored
 [WARNING] parsing [weir.cfg:8] : 'group' has no effect in weir yet, ignored
 [WARNING] parsing [weir.cfg:9] : 'daemon' has no effect in weir, ignored
-[WARNING] parsing [weir.cfg:10] : 'ca-base' has no effect in weir yet, ignored
-[WARNING] parsing [weir.cfg:11] : 'crt-base' has no effect in weir yet, ignored
-[WARNING] parsing [weir.cfg:12] : 'ssl-default-bind-ciphers' has no effect in weir yet, ignored
-[WARNING] parsing [weir.cfg:13] : 'ssl-default-bind-options' has no effect in weir yet, ignored
+[WARNING] parsing [weir.cfg:12] : 'ssl-default-bind-ciphers' (OpenSSL cipher strings) has no effect in weir, ignored: rustls uses its own safe TLS 1.2 suites; use 'ssl-default-bind-ciphersuites' to choose suites
+[WARNING] parsing [weir.cfg:13] : 'no-tls-tickets' has no effect in weir yet, ignored
 [WARNING] parsing [weir.cfg:19] : 'option dontlognull' has no effect in weir yet, ignored
 [WARNING] parsing [weir.cfg:20] : 'option http-use-htx' has no effect in weir, ignored
 [WARNING] parsing [weir.cfg:24] : 'errorfile' has no effect in weir yet, ignored
@@ -201,7 +199,7 @@ backend be
     let expected = "\
 [WARNING] parsing [weir.cfg:3] : 'daemon' has no effect in weir, ignored
 [ALERT] parsing [weir.cfg:2] : 'nbthread' : invalid number 'many' (expected an integer between 1 and 4096)
-[ALERT] parsing [weir.cfg:5] : 'bind' : 'ssl' is not supported yet
+[ALERT] parsing [weir.cfg:5] : 'bind' : 'ssl' needs at least one 'crt <file|dir>'
 [ALERT] parsing [weir.cfg:6] : 'default_backend' : unable to find required backend 'missing' for frontend 'fe'
 [ALERT] parsing [weir.cfg:7] : 'server' is not allowed in 'frontend' section (allowed in: backend, listen)
 [ALERT] parsing [weir.cfg:9] : 'balance' : unknown algorithm 'fastest' (expected roundrobin, static-rr, leastconn, first or source)
@@ -374,28 +372,12 @@ fn ignored_global_keywords_warn() {
             "'hard-stop-after' has no effect in weir yet, ignored",
         ),
         (
-            "ca-base /etc/ssl",
-            "'ca-base' has no effect in weir yet, ignored",
-        ),
-        (
-            "crt-base /etc/ssl",
-            "'crt-base' has no effect in weir yet, ignored",
-        ),
-        (
             "ssl-default-bind-ciphers X",
-            "'ssl-default-bind-ciphers' has no effect in weir yet, ignored",
+            "'ssl-default-bind-ciphers' (OpenSSL cipher strings) has no effect in weir, ignored: rustls uses its own safe TLS 1.2 suites; use 'ssl-default-bind-ciphersuites' to choose suites",
         ),
         (
-            "ssl-default-bind-ciphersuites X",
-            "'ssl-default-bind-ciphersuites' has no effect in weir yet, ignored",
-        ),
-        (
-            "ssl-default-bind-options no-sslv3",
-            "'ssl-default-bind-options' has no effect in weir yet, ignored",
-        ),
-        (
-            "ssl-default-server-options no-sslv3",
-            "'ssl-default-server-options' has no effect in weir yet, ignored",
+            "ssl-default-bind-options no-tls-tickets",
+            "'no-tls-tickets' has no effect in weir yet, ignored",
         ),
         (
             "stats socket /run/s mode 600",
@@ -1350,11 +1332,13 @@ fn bad_binds() {
         ("bind /run/weir.sock", "unix socket addresses are not supported yet ('/run/weir.sock')"),
         ("bind unix@/run/weir.sock", "'unix@' addresses are not supported yet"),
         ("bind :0 proto h3", "'proto' : unknown proto 'h3' (expected h2 or h1)"),
-        ("bind :0 ssl crt /etc/weir.pem", "'ssl' is not supported yet"),
-        ("bind :0 alpn h2", "'alpn' is not supported yet"),
-        ("bind :0 crt /etc/weir.pem", "'crt' is not supported yet"),
+        ("bind :0 ssl crt /nonexistent/weir.pem", "unable to load SSL certificate file '/nonexistent/weir.pem': No such file or directory (os error 2)"),
+        ("bind :0 alpn h2", "TLS options (crt, alpn, ca-file, verify, ...) need 'ssl' on the same line"),
+        ("bind :0 ssl", "'ssl' needs at least one 'crt <file|dir>'"),
+        ("bind :0 ssl crt /x ssl-min-ver TLSv1.1", "'ssl-min-ver' : 'TLSv1.1' is not supported (weir speaks TLSv1.2 and TLSv1.3)"),
+        ("bind :0 ssl crt /x verify sometimes", "'verify' : unknown value 'sometimes' (expected none, optional or required)"),
+        ("bind :0 crt-list /etc/list", "'crt-list' is not supported yet"),
         ("bind :0 prot h2", "unknown option 'prot'; did you mean 'proto' maybe ?"),
-        ("bind :0 frobnicate", "unknown option 'frobnicate' (expected 'proto')"),
     ];
     for (line, message) in cases {
         let cfg = format!("frontend f2\n    {line}\n    default_backend be\n{TAIL}");
@@ -1379,9 +1363,12 @@ fn bad_servers() {
         ("server s 127.0.0.1:1 maxconn many", "'maxconn' : invalid number 'many' (expected an integer between 0 and 4294967295)"),
         ("server s 127.0.0.1:1 proto h3", "'proto' : unknown proto 'h3' (expected h2 or h1)"),
         ("server s 127.0.0.1:1 agent-check", "'agent-check' is not supported yet"),
-        ("server s 127.0.0.1:1 ssl verify none", "'ssl' is not supported yet"),
+        ("server s 127.0.0.1:1 ssl", "verify is enabled by default but no CA file specified; set 'ca-file <file>' to check the server certificate, or 'verify none' to skip the check"),
+        ("server s 127.0.0.1:1 ssl verify maybe", "'verify' : unknown value 'maybe' (expected none or required)"),
+        ("server s 127.0.0.1:1 ssl ca-file /nonexistent/ca.pem", "unable to load CA file '/nonexistent/ca.pem': No such file or directory (os error 2)"),
+        ("server s 127.0.0.1:1 check-alpn h2", "'check-alpn' is not supported yet"),
         ("server s 127.0.0.1:1 wieght 2", "unknown option 'wieght'; did you mean 'weight' maybe ?"),
-        ("server s 127.0.0.1:1 zzz", "unknown option 'zzz' (expected 'proto', 'weight', 'maxconn', 'disabled', 'enabled', 'check', 'no-check', 'inter', 'fastinter', 'downinter', 'rise', 'fall', 'port', 'addr', 'check-proto', 'backup', 'no-backup')"),
+        ("server s 127.0.0.1:1 zzz", "unknown option 'zzz' (expected 'proto', 'weight', 'maxconn', 'disabled', 'enabled', 'check', 'no-check', 'inter', 'fastinter', 'downinter', 'rise', 'fall', 'port', 'addr', 'check-proto', 'backup', 'no-backup', 'ssl', 'no-ssl', 'verify', 'ca-file', 'crt', 'alpn', 'sni', 'verifyhost', 'check-ssl', 'no-check-ssl', 'check-sni', 'ssl-min-ver', 'ssl-max-ver', 'ciphersuites', 'no-sslv3', 'no-tlsv10', 'no-tlsv11', 'no-tlsv12', 'no-tlsv13', 'force-tlsv12', 'force-tlsv13')"),
         ("server s/1 127.0.0.1:1", "character '/' is not permitted in server name 's/1'"),
     ];
     for (line, message) in cases {
