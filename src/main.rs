@@ -113,12 +113,88 @@ fn main() -> ExitCode {
     let config = loaded.config;
     let threads = worker_count(config.global.nbthread);
     run_async(async move {
-        let running = weir::proxy::start_threads(config, threads).await?;
-        wait_for_signal().await;
-        tracing::info!("shutting down");
-        running.shutdown(Duration::from_secs(10)).await;
+        let mut grace = config.global.hard_stop_after.unwrap_or(DEFAULT_GRACE);
+        let mut running = weir::proxy::start_threads(config, threads).await?;
+        let mut hup = reload_signal();
+        loop {
+            tokio::select! {
+                _ = wait_for_signal() => break,
+                _ = hup.recv() => {
+                    if let Some(g) = reload(&mut running, &path).await {
+                        grace = g;
+                    }
+                }
+            }
+        }
+        tracing::info!(grace_ms = grace.as_millis() as u64, "shutting down");
+        running.shutdown(grace).await;
         Ok(())
     })
+}
+
+/// How long a stopping weir lets open connections finish when the
+/// configuration has no `hard-stop-after`.
+const DEFAULT_GRACE: Duration = Duration::from_secs(30);
+
+/// SIGHUP: re-read the file and swap it in. An invalid file changes nothing
+/// (every error is logged); returns the new `hard-stop-after` when applied.
+async fn reload(running: &mut weir::proxy::Running, path: &std::path::Path) -> Option<Duration> {
+    tracing::info!(file = %path.display(), "reloading");
+    let loaded = match weir::config::load_file(path) {
+        Ok(l) => l,
+        Err(e) => {
+            for w in &e.warnings {
+                tracing::warn!("[WARNING] {w}");
+            }
+            for err in &e.errors {
+                tracing::error!("[ALERT] {err}");
+            }
+            tracing::error!("reload refused: the configuration has errors; still running the previous one");
+            return None;
+        }
+    };
+    for w in &loaded.warnings {
+        tracing::warn!("[WARNING] {w}");
+    }
+    let grace = loaded.config.global.hard_stop_after.unwrap_or(DEFAULT_GRACE);
+    match running.reload(loaded.config).await {
+        Ok(()) => {
+            tracing::info!(reloads = running.reloads(), "reloaded");
+            Some(grace)
+        }
+        Err(e) => {
+            tracing::error!("reload failed: {e}; still running the previous configuration");
+            None
+        }
+    }
+}
+
+/// A stream of SIGHUPs (never fires where there is no such signal).
+fn reload_signal() -> ReloadSignal {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(s) = signal(SignalKind::hangup()) {
+            return ReloadSignal(Some(s));
+        }
+    }
+    ReloadSignal(None)
+}
+
+struct ReloadSignal(#[cfg(unix)] Option<tokio::signal::unix::Signal>, #[cfg(not(unix))] Option<()>);
+
+impl ReloadSignal {
+    async fn recv(&mut self) {
+        match &mut self.0 {
+            #[cfg(unix)]
+            Some(s) => {
+                if s.recv().await.is_none() {
+                    std::future::pending::<()>().await;
+                }
+            }
+            _ => std::future::pending::<()>().await,
+        }
+    }
 }
 
 fn run_async<F>(fut: F) -> ExitCode

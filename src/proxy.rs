@@ -1,27 +1,65 @@
-//! Starting and stopping a proxy from a validated configuration.
+//! Starting, reloading and stopping a proxy.
+//!
+//! A running proxy serves one *generation* at a time: a compiled
+//! [`Snapshot`], the accept loops serving it and its health-check tasks, all
+//! watching the generation's stop signal. [`Running::reload`] builds the
+//! next generation from a new configuration, starts it on the same
+//! listening sockets (a `bind` whose address is unchanged keeps its socket,
+//! so no connection is refused), then stops the old one: its accept loops
+//! end, its client connections get a graceful GOAWAY and their in-flight
+//! calls finish on the old snapshot. Servers whose settings did not change
+//! are carried over (health state, counters, pooled upstream connections).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::backend::Backend;
-use crate::config::Config;
+use crate::config::{Bind, Config};
 use crate::error::Error;
-use crate::runtime::Snapshot;
+use crate::runtime::{Frontend, Snapshot};
+
+/// One listening socket per worker for one bound address.
+struct Sockets {
+    /// The address as configured (port 0 is never reused across reloads).
+    configured: SocketAddr,
+    /// The address actually bound.
+    local: SocketAddr,
+    per_worker: Vec<std::net::TcpListener>,
+}
+
+/// What one worker serves: its socket, the frontend and bind line, and the
+/// generation's stop signal.
+type Listening = (
+    std::net::TcpListener,
+    Arc<Frontend>,
+    Bind,
+    watch::Receiver<bool>,
+);
+
+/// An extra worker thread and the channel that hands it accept loops.
+struct Worker {
+    serve: mpsc::UnboundedSender<(Vec<Listening>, Option<Arc<tokio::sync::Semaphore>>)>,
+    thread: std::thread::JoinHandle<()>,
+}
 
 /// A running proxy: its listeners, the snapshot they serve and, with
 /// `nbthread` > 1, its extra worker threads.
 pub struct Running {
     addrs: Vec<(String, SocketAddr)>,
     snapshot: Arc<Snapshot>,
-    shutdown: watch::Sender<bool>,
+    /// Stop signal of the current generation.
+    generation: watch::Sender<bool>,
+    sockets: Vec<Sockets>,
+    threads: usize,
+    workers: Vec<Worker>,
     tasks: JoinSet<()>,
-    threads: Vec<std::thread::JoinHandle<()>>,
     grace_ms: Arc<AtomicU64>,
+    reloads: u64,
 }
 
 /// Binds every frontend's listeners and serves them on the caller's tokio
@@ -40,12 +78,38 @@ pub async fn start(config: Config) -> Result<Running, Error> {
 pub async fn start_threads(config: Config, threads: usize) -> Result<Running, Error> {
     let threads = threads.max(1);
     let snapshot = Arc::new(Snapshot::build(&config)?);
-    let (shutdown, rx) = watch::channel(false);
+    let sockets = bind_all(&snapshot, threads, &[])?;
     let grace_ms = Arc::new(AtomicU64::new(10_000));
-    let mut tasks = JoinSet::new();
-    let mut addrs = Vec::new();
-    // Sockets per worker: [worker][i] = (listener, frontend, bind line).
-    let mut per_worker: Vec<Vec<Listening>> = (0..threads).map(|_| Vec::new()).collect();
+    let mut workers = Vec::new();
+    for i in 1..threads {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let grace = grace_ms.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("weir-worker-{i}"))
+            .spawn(move || worker(rx, grace))
+            .map_err(|e| Error::Other(format!("cannot start worker thread: {e}")))?;
+        workers.push(Worker { serve: tx, thread });
+    }
+    let (generation, _) = watch::channel(false);
+    let mut running = Running {
+        addrs: Vec::new(),
+        snapshot: snapshot.clone(),
+        generation,
+        sockets: Vec::new(),
+        threads,
+        workers,
+        tasks: JoinSet::new(),
+        grace_ms,
+        reloads: 0,
+    };
+    running.serve(snapshot, sockets)?;
+    Ok(running)
+}
+
+/// Binds the sockets `snapshot` needs, reusing those of `keep` whose
+/// configured address (with a real port) is unchanged.
+fn bind_all(snapshot: &Snapshot, threads: usize, keep: &[Sockets]) -> Result<Vec<Sockets>, Error> {
+    let mut out: Vec<Sockets> = Vec::new();
     for fe in &snapshot.frontends {
         for bind in &fe.binds {
             let bind_err = |source| Error::Bind {
@@ -53,100 +117,119 @@ pub async fn start_threads(config: Config, threads: usize) -> Result<Running, Er
                 addr: bind.addr,
                 source,
             };
+            let reusable = bind.addr.port() != 0
+                && !out.iter().any(|s| s.configured == bind.addr);
+            if let Some(old) = keep
+                .iter()
+                .find(|s| reusable && s.configured == bind.addr)
+            {
+                let per_worker = old
+                    .per_worker
+                    .iter()
+                    .map(|l| l.try_clone())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(bind_err)?;
+                out.push(Sockets {
+                    configured: old.configured,
+                    local: old.local,
+                    per_worker,
+                });
+                continue;
+            }
             let first = crate::listener::bind(bind.addr, threads > 1).map_err(bind_err)?;
             // Port 0: the other workers bind the port the first one got.
             let local = first.local_addr().map_err(bind_err)?;
-            tracing::info!(frontend = %fe.name, addr = %local, "listening");
-            addrs.push((fe.name.clone(), local));
-            per_worker[0].push((first, fe.clone(), bind.clone()));
-            for w in per_worker.iter_mut().skip(1) {
-                let l = crate::listener::bind(local, true).map_err(bind_err)?;
-                w.push((l, fe.clone(), bind.clone()));
+            let mut per_worker = vec![first];
+            for _ in 1..threads {
+                per_worker.push(crate::listener::bind(local, true).map_err(bind_err)?);
             }
+            out.push(Sockets {
+                configured: bind.addr,
+                local,
+                per_worker,
+            });
         }
     }
-    let mut workers = per_worker.into_iter();
-    for (listener, fe, bind) in workers.next().unwrap_or_default() {
-        tasks.spawn(crate::listener::accept_loop(
-            listener,
-            fe,
-            bind,
-            snapshot.global_conns.clone(),
-            rx.clone(),
-        ));
-    }
-    let mut handles = Vec::new();
-    for (i, listeners) in workers.enumerate() {
-        let rx = rx.clone();
-        let global = snapshot.global_conns.clone();
-        let grace = grace_ms.clone();
-        let h = std::thread::Builder::new()
-            .name(format!("weir-worker-{}", i + 1))
-            .spawn(move || worker(listeners, global, rx, grace))
-            .map_err(|e| Error::Other(format!("cannot start worker thread: {e}")))?;
-        handles.push(h);
-    }
-    crate::health::spawn(&snapshot, &mut tasks, &rx);
-    Ok(Running {
-        addrs,
-        snapshot,
-        shutdown,
-        tasks,
-        threads: handles,
-        grace_ms,
-    })
-}
-
-type Listening = (
-    std::net::TcpListener,
-    Arc<crate::runtime::Frontend>,
-    crate::config::Bind,
-);
-
-/// One extra worker thread: a current-thread runtime serving its sockets
-/// until shutdown, then letting its connections drain.
-fn worker(
-    listeners: Vec<Listening>,
-    global: Option<Arc<tokio::sync::Semaphore>>,
-    mut rx: watch::Receiver<bool>,
-    grace_ms: Arc<AtomicU64>,
-) {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start a worker runtime");
-            return;
-        }
-    };
-    rt.block_on(async move {
-        let mut set = JoinSet::new();
-        for (listener, fe, bind) in listeners {
-            set.spawn(crate::listener::accept_loop(
-                listener,
-                fe,
-                bind,
-                global.clone(),
-                rx.clone(),
-            ));
-        }
-        stopping(&mut rx).await;
-        let grace = Duration::from_millis(grace_ms.load(Ordering::Relaxed));
-        drain(grace).await;
-    });
-}
-
-/// Waits, up to `grace`, until no client connection is left open.
-async fn drain(grace: Duration) {
-    let deadline = tokio::time::Instant::now() + grace;
-    while crate::listener::active_connections() > 0 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    Ok(out)
 }
 
 impl Running {
+    /// Starts a generation serving `snapshot` on `sockets` (in the order
+    /// [`bind_all`] made them), then stops the previous one.
+    fn serve(&mut self, snapshot: Arc<Snapshot>, sockets: Vec<Sockets>) -> Result<(), Error> {
+        let (generation, rx) = watch::channel(false);
+        let mut per_worker: Vec<Vec<Listening>> = (0..self.threads).map(|_| Vec::new()).collect();
+        let mut addrs = Vec::new();
+        let mut next = sockets.iter();
+        for fe in &snapshot.frontends {
+            for bind in &fe.binds {
+                let Some(s) = next.next() else {
+                    return Err(Error::Other("internal: socket list out of step".into()));
+                };
+                addrs.push((fe.name.clone(), s.local));
+                for (w, l) in s.per_worker.iter().enumerate() {
+                    let l = l.try_clone().map_err(|source| Error::Bind {
+                        frontend: fe.name.clone(),
+                        addr: bind.addr,
+                        source,
+                    })?;
+                    per_worker[w].push((l, fe.clone(), bind.clone(), rx.clone()));
+                }
+            }
+        }
+        for (l, fe, bind, stop) in per_worker.remove(0) {
+            if tracing::enabled!(tracing::Level::INFO) {
+                if let Ok(a) = l.local_addr() {
+                    tracing::info!(frontend = %fe.name, addr = %a, "listening");
+                }
+            }
+            self.tasks.spawn(crate::listener::accept_loop(
+                l,
+                fe,
+                bind,
+                snapshot.global_conns.clone(),
+                stop,
+            ));
+        }
+        for (w, listeners) in self.workers.iter().zip(per_worker) {
+            if w
+                .serve
+                .send((listeners, snapshot.global_conns.clone()))
+                .is_err()
+            {
+                tracing::error!("a worker thread is gone; its share of the listeners is not served");
+            }
+        }
+        crate::health::spawn(&snapshot, &mut self.tasks, &rx);
+        // The new generation accepts on the same sockets; now the old one
+        // stops accepting and sends its connections a graceful GOAWAY.
+        let old = std::mem::replace(&mut self.generation, generation);
+        let _ = old.send(true);
+        self.snapshot = snapshot;
+        self.sockets = sockets;
+        self.addrs = addrs;
+        Ok(())
+    }
+
+    /// Swaps in a new configuration: listeners whose address is unchanged
+    /// keep their sockets (no connection is refused), in-flight calls finish
+    /// on the old configuration, new connections get the new one, and
+    /// servers whose settings did not change keep their health state and
+    /// connections. On error nothing changes and the old configuration keeps
+    /// running.
+    pub async fn reload(&mut self, config: Config) -> Result<(), Error> {
+        let snapshot = Arc::new(Snapshot::build_from(&config, Some(&self.snapshot))?);
+        let sockets = bind_all(&snapshot, self.threads, &self.sockets)?;
+        self.serve(snapshot, sockets)?;
+        self.reloads += 1;
+        Ok(())
+    }
+
+    /// Reloads done since start.
+    pub fn reloads(&self) -> u64 {
+        self.reloads
+    }
+
     /// The first bound address of frontend `name`.
     pub fn local_addr(&self, frontend: &str) -> Option<SocketAddr> {
         self.addrs
@@ -170,20 +253,73 @@ impl Running {
     pub async fn shutdown(mut self, grace: Duration) {
         self.grace_ms
             .store(grace.as_millis() as u64, Ordering::Relaxed);
-        let _ = self.shutdown.send(true);
+        let _ = self.generation.send(true);
+        self.sockets.clear();
         let _ = tokio::time::timeout(grace, async {
             while self.tasks.join_next().await.is_some() {}
         })
         .await;
         drain(grace).await;
         self.tasks.abort_all();
-        let threads = std::mem::take(&mut self.threads);
+        let threads: Vec<_> = self
+            .workers
+            .drain(..)
+            .map(|w| {
+                drop(w.serve);
+                w.thread
+            })
+            .collect();
         let _ = tokio::task::spawn_blocking(move || {
             for t in threads {
                 let _ = t.join();
             }
         })
         .await;
+    }
+}
+
+/// One extra worker thread: a current-thread runtime serving the accept
+/// loops it is handed (one batch per generation) until its channel closes,
+/// then letting its connections drain.
+fn worker(
+    mut serve: mpsc::UnboundedReceiver<(Vec<Listening>, Option<Arc<tokio::sync::Semaphore>>)>,
+    grace_ms: Arc<AtomicU64>,
+) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start a worker runtime");
+            return;
+        }
+    };
+    rt.block_on(async move {
+        let mut set = JoinSet::new();
+        while let Some((listeners, global)) = serve.recv().await {
+            for (listener, fe, bind, stop) in listeners {
+                set.spawn(crate::listener::accept_loop(
+                    listener,
+                    fe,
+                    bind,
+                    global.clone(),
+                    stop,
+                ));
+            }
+            // Reap loops of stopped generations.
+            while set.try_join_next().is_some() {}
+        }
+        let grace = Duration::from_millis(grace_ms.load(Ordering::Relaxed));
+        drain(grace).await;
+    });
+}
+
+/// Waits, up to `grace`, until no client connection is left open.
+async fn drain(grace: Duration) {
+    let deadline = tokio::time::Instant::now() + grace;
+    while crate::listener::active_connections() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -23,6 +23,7 @@ pub struct Snapshot {
     pub backends: Vec<Arc<Backend>>,
     /// `global maxconn`.
     pub global_conns: Option<Arc<Semaphore>>,
+    pub global_maxconn: Option<u32>,
 }
 
 /// Where a `use_backend` rule sends a request.
@@ -62,6 +63,7 @@ pub struct Frontend {
     pub timeouts: Timeouts,
     /// `maxconn` on the frontend.
     pub conns: Option<Arc<Semaphore>>,
+    pub maxconn: Option<u32>,
     /// Client connections open right now.
     pub active: AtomicU32,
     /// Where this frontend's log lines go (`log ...`), if anywhere.
@@ -72,10 +74,35 @@ pub struct Frontend {
 
 impl Snapshot {
     pub fn build(cfg: &Config) -> Result<Snapshot, Error> {
+        Self::build_from(cfg, None)
+    }
+
+    /// Builds the snapshot of `cfg`; with `previous` (a reload), servers
+    /// whose settings did not change are carried over as they are (health,
+    /// counters, connections), changed ones inherit their health state, and
+    /// `maxconn` limits that did not change keep counting the connections
+    /// already open.
+    pub fn build_from(cfg: &Config, previous: Option<&Snapshot>) -> Result<Snapshot, Error> {
+        let old_server = |backend: &str, name: &str| {
+            previous
+                .and_then(|p| p.backend(backend))
+                .and_then(|b| b.servers.iter().find(|s| s.name == name).cloned())
+        };
         let backends: Vec<Arc<Backend>> = cfg
             .backends
             .iter()
-            .map(|b| Arc::new(Backend::from_config(b)))
+            .map(|b| {
+                let reuse = |s: &crate::config::Server| {
+                    let old = old_server(&b.name, &s.name)?;
+                    if old.carries_over_to(s) {
+                        return Some(old);
+                    }
+                    let new = Arc::new(crate::backend::Server::from_config(s));
+                    new.inherit_state(&old);
+                    Some(new)
+                };
+                Arc::new(Backend::from_config_with(b, &reuse))
+            })
             .collect();
         let by_name: Arc<HashMap<String, Arc<Backend>>> = Arc::new(
             backends
@@ -124,7 +151,14 @@ impl Snapshot {
                 logasap: f.options.logasap,
                 forwardfor: f.options.forwardfor.clone(),
                 timeouts: f.timeouts.clone(),
-                conns: f.maxconn.map(|n| Arc::new(Semaphore::new(n as usize))),
+                conns: f.maxconn.map(|n| {
+                    previous
+                        .and_then(|p| p.frontends.iter().find(|o| o.name == f.name))
+                        .filter(|o| o.maxconn == Some(n))
+                        .and_then(|o| o.conns.clone())
+                        .unwrap_or_else(|| Arc::new(Semaphore::new(n as usize)))
+                }),
+                maxconn: f.maxconn,
                 active: AtomicU32::new(0),
                 logger,
                 tcplog: f.options.tcplog && f.mode == Mode::Tcp,
@@ -133,10 +167,13 @@ impl Snapshot {
         Ok(Snapshot {
             frontends,
             backends,
-            global_conns: cfg
-                .global
-                .maxconn
-                .map(|n| Arc::new(Semaphore::new(n as usize))),
+            global_maxconn: cfg.global.maxconn,
+            global_conns: cfg.global.maxconn.map(|n| {
+                previous
+                    .filter(|p| p.global_maxconn == Some(n))
+                    .and_then(|p| p.global_conns.clone())
+                    .unwrap_or_else(|| Arc::new(Semaphore::new(n as usize)))
+            }),
         })
     }
 

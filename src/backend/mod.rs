@@ -60,10 +60,19 @@ impl Drop for Slot {
 
 impl Backend {
     pub fn from_config(b: &config::Backend) -> Self {
+        Self::from_config_with(b, &|_| None)
+    }
+
+    /// Like [`Backend::from_config`], taking the servers `reuse` returns
+    /// (a reload carries unchanged servers over) and making the others.
+    pub fn from_config_with(
+        b: &config::Backend,
+        reuse: &dyn Fn(&config::Server) -> Option<Arc<Server>>,
+    ) -> Self {
         let servers: Vec<Arc<Server>> = b
             .servers
             .iter()
-            .map(|s| Arc::new(Server::from_config(s)))
+            .map(|s| reuse(s).unwrap_or_else(|| Arc::new(Server::from_config(s))))
             .collect();
         let (backups, active): (Vec<_>, Vec<_>) = servers.iter().cloned().partition(|s| s.backup);
         let weights: Vec<u32> = active.iter().map(|s| s.weight).collect();

@@ -36,6 +36,8 @@ pub struct ServerState {
 }
 
 pub struct Server {
+    /// The configuration this server was made from (a reload compares it).
+    pub config: config::Server,
     pub name: String,
     pub addr: SocketAddr,
     /// `addr` as text, for the `:authority` of requests that came without one.
@@ -89,6 +91,7 @@ impl Server {
                 })
             });
         Server {
+            config: s.clone(),
             name: s.name.clone(),
             addr: s.addr,
             authority: s.addr.to_string(),
@@ -140,6 +143,38 @@ impl Server {
         ));
         pools.insert(name.to_string(), pool.clone());
         pool
+    }
+
+    /// Whether a reload may keep this server object (its state, counters and
+    /// connections) for the new configuration `s`: same settings apart from
+    /// the line they are written on, and no TLS (TLS servers are rebuilt so
+    /// that certificate files are read again).
+    pub fn carries_over_to(&self, s: &config::Server) -> bool {
+        if self.config.tls.is_some() || s.tls.is_some() {
+            return false;
+        }
+        let mut a = self.config.clone();
+        a.loc = s.loc.clone();
+        a == *s
+    }
+
+    /// Copies health state (up/down, check history) from the server this
+    /// one replaces in a reload.
+    pub fn inherit_state(&self, old: &Server) {
+        self.state
+            .up
+            .store(old.state.up.load(Ordering::Relaxed), Ordering::Relaxed);
+        let h = old
+            .state
+            .health
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        *self
+            .state
+            .health
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = h;
     }
 
     /// Up (health) and not in maintenance; weight not considered.

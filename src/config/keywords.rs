@@ -202,7 +202,12 @@ pub(crate) static KEYWORDS: &[Keyword] = &[
     ignored("gid", GLOBAL, Yet),
     ignored("chroot", GLOBAL, Yet),
     ignored("pidfile", GLOBAL, Yet),
-    ignored("hard-stop-after", GLOBAL, Yet),
+    kw(
+        "hard-stop-after",
+        GLOBAL,
+        "hard-stop-after <time>",
+        G(p::global_hard_stop_after),
+    ),
     kw("ca-base", GLOBAL, "ca-base <directory>", G(p::ssl::global_ca_base)),
     kw("crt-base", GLOBAL, "crt-base <directory>", G(p::ssl::global_crt_base)),
     kw(

@@ -55,6 +55,9 @@ pub struct Global {
     pub nbthread: Option<usize>,
     /// `log ...` lines in `global` (used by sections that say `log global`).
     pub logs: Vec<LogTarget>,
+    /// `hard-stop-after <time>`: how long a stopping weir waits for open
+    /// connections before it exits anyway.
+    pub hard_stop_after: Option<Duration>,
     /// `ca-base <dir>`: where relative `ca-file` paths are looked up.
     pub ca_base: Option<std::path::PathBuf>,
     /// `crt-base <dir>`: where relative `crt` paths are looked up.

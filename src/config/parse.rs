@@ -145,6 +145,11 @@ pub(crate) fn global_maxconn(ctx: &mut Ctx, g: &mut Global) -> R {
     Ok(())
 }
 
+pub(crate) fn global_hard_stop_after(ctx: &mut Ctx, g: &mut Global) -> R {
+    g.hard_stop_after = Some(parse_time(ctx.single("<time>")?)?);
+    Ok(())
+}
+
 pub(crate) fn global_nbthread(ctx: &mut Ctx, g: &mut Global) -> R {
     // Bounded by 4096, so it fits in any usize.
     g.nbthread = Some(parse_int(ctx.single("<number>")?, 1, 4096)? as usize);

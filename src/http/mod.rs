@@ -26,6 +26,10 @@ use access_log::{ConnInfo, PendingLog};
 use body::ProxyBody;
 use idle::{Activity, IdleTimer};
 
+/// How long a connection accepted just before a stop may take to send its
+/// first request before it gets its GOAWAY.
+const FIRST_REQUEST_GRACE: Duration = Duration::from_millis(1000);
+
 /// HTTP/2 settings we advertise to clients.
 const H2_MAX_CONCURRENT_STREAMS: u32 = 100;
 const H2_STREAM_WINDOW: u32 = 1 << 20;
@@ -63,6 +67,8 @@ pub fn builder(fe: &Frontend, proto: Option<Proto>) -> auto::Builder<TokioExecut
 #[derive(Debug)]
 pub struct ConnCalls {
     open: AtomicUsize,
+    /// Calls started on this connection since it opened.
+    started: AtomicUsize,
     activity: Arc<Activity>,
 }
 
@@ -161,6 +167,7 @@ pub async fn serve<S>(
 {
     let calls = Arc::new(ConnCalls {
         open: AtomicUsize::new(0),
+        started: AtomicUsize::new(0),
         activity: Activity::new(),
     });
     let svc_fe = fe.clone();
@@ -179,6 +186,7 @@ pub async fn serve<S>(
         let fe = svc_fe.clone();
         let conn_info = conn_info.clone();
         svc_calls.open.fetch_add(1, Ordering::AcqRel);
+        svc_calls.started.fetch_add(1, Ordering::Relaxed);
         let guard = CallGuard(svc_calls.clone());
         async move {
             let (resp, log) = request::handle(req, &fe, &conn_info, &pick).await;
@@ -212,7 +220,27 @@ pub async fn serve<S>(
             }
             return;
         }
-        _ = crate::proxy::stopping(&mut shutdown) => {}
+        _ = crate::proxy::stopping(&mut shutdown) => {
+            // A connection accepted just before a reload or shutdown has
+            // not sent its first request yet: a GOAWAY now would fail that
+            // request in most clients. Serve it first (bounded).
+            if calls.started.load(Ordering::Relaxed) == 0 {
+                let first = async {
+                    while calls.started.load(Ordering::Relaxed) == 0 {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                };
+                tokio::select! {
+                    r = conn.as_mut() => {
+                        if let Err(e) = r {
+                            tracing::debug!(frontend = %fe.name, error = %e, "client connection ended with an error");
+                        }
+                        return;
+                    }
+                    _ = tokio::time::timeout(FIRST_REQUEST_GRACE, first) => {}
+                }
+            }
+        }
         _ = idle_expired => {
             tracing::debug!(frontend = %fe.name, "closing idle client connection");
         }
