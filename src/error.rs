@@ -59,6 +59,9 @@ pub enum ErrorKind {
     UpstreamClosed,
     /// Nothing moved on the call for `timeout server`.
     ServerTimeout,
+    /// The call's gRPC deadline (`grpc-timeout`) ran out in weir. The log's
+    /// termination state depends on the stage (`sQ`, `sC`, `sH`, `sD`).
+    DeadlineExceeded,
     /// Every usable server was full and the call waited too long in the queue.
     QueueTimeout,
     /// The client's request could not be understood.
@@ -91,6 +94,7 @@ impl ErrorKind {
             UpstreamProtocol => (502, G::Unavailable, "SH"),
             UpstreamClosed => (502, G::Unavailable, "SD"),
             ServerTimeout => (504, G::DeadlineExceeded, "sH"),
+            DeadlineExceeded => (504, G::DeadlineExceeded, "sH"),
             QueueTimeout => (503, G::ResourceExhausted, "sQ"),
             BadRequest => (400, G::Internal, "PR"),
             ClientAborted => (499, G::Cancelled, "CH"),
@@ -178,6 +182,10 @@ mod tests {
         }
         assert_eq!(
             ErrorKind::ServerTimeout.reply().grpc,
+            GrpcCode::DeadlineExceeded
+        );
+        assert_eq!(
+            ErrorKind::DeadlineExceeded.reply().grpc,
             GrpcCode::DeadlineExceeded
         );
     }

@@ -149,14 +149,20 @@ async fn reload(running: &mut weir::proxy::Running, path: &std::path::Path) -> O
             for err in &e.errors {
                 tracing::error!("[ALERT] {err}");
             }
-            tracing::error!("reload refused: the configuration has errors; still running the previous one");
+            tracing::error!(
+                "reload refused: the configuration has errors; still running the previous one"
+            );
             return None;
         }
     };
     for w in &loaded.warnings {
         tracing::warn!("[WARNING] {w}");
     }
-    let grace = loaded.config.global.hard_stop_after.unwrap_or(DEFAULT_GRACE);
+    let grace = loaded
+        .config
+        .global
+        .hard_stop_after
+        .unwrap_or(DEFAULT_GRACE);
     match running.reload(loaded.config).await {
         Ok(()) => {
             tracing::info!(reloads = running.reloads(), "reloaded");
@@ -181,7 +187,10 @@ fn reload_signal() -> ReloadSignal {
     ReloadSignal(None)
 }
 
-struct ReloadSignal(#[cfg(unix)] Option<tokio::signal::unix::Signal>, #[cfg(not(unix))] Option<()>);
+struct ReloadSignal(
+    #[cfg(unix)] Option<tokio::signal::unix::Signal>,
+    #[cfg(not(unix))] Option<()>,
+);
 
 impl ReloadSignal {
     async fn recv(&mut self) {

@@ -117,12 +117,8 @@ fn bind_all(snapshot: &Snapshot, threads: usize, keep: &[Sockets]) -> Result<Vec
                 addr: bind.addr,
                 source,
             };
-            let reusable = bind.addr.port() != 0
-                && !out.iter().any(|s| s.configured == bind.addr);
-            if let Some(old) = keep
-                .iter()
-                .find(|s| reusable && s.configured == bind.addr)
-            {
+            let reusable = bind.addr.port() != 0 && !out.iter().any(|s| s.configured == bind.addr);
+            if let Some(old) = keep.iter().find(|s| reusable && s.configured == bind.addr) {
                 let per_worker = old
                     .per_worker
                     .iter()
@@ -192,12 +188,13 @@ impl Running {
             ));
         }
         for (w, listeners) in self.workers.iter().zip(per_worker) {
-            if w
-                .serve
+            if w.serve
                 .send((listeners, snapshot.global_conns.clone()))
                 .is_err()
             {
-                tracing::error!("a worker thread is gone; its share of the listeners is not served");
+                tracing::error!(
+                    "a worker thread is gone; its share of the listeners is not served"
+                );
             }
         }
         crate::health::spawn(&snapshot, &mut self.tasks, &rx);

@@ -49,7 +49,9 @@ async fn who(addr: SocketAddr) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_routes_new_calls_and_lets_streams_finish() {
     let old = echo_servers(1).await;
-    let new = weir_echo::EchoHandle::spawn(any_addr(), "t1").await.expect("echo");
+    let new = weir_echo::EchoHandle::spawn(any_addr(), "t1")
+        .await
+        .expect("echo");
     let port = free_port();
     let mut proxy = weir::proxy::start(load(&cfg(port, old[0].addr, "")))
         .await
@@ -67,7 +69,10 @@ async fn reload_routes_new_calls_and_lets_streams_finish() {
         .await
         .expect("stream")
         .into_inner();
-    within(5, stream.message()).await.expect("first").expect("reply");
+    within(5, stream.message())
+        .await
+        .expect("first")
+        .expect("reply");
 
     proxy
         .reload(load(&cfg(port, new.addr, "")))
@@ -138,8 +143,16 @@ async fn no_connection_is_refused_during_reloads() {
         within(30, t).await.expect("load task");
     }
     assert_eq!(proxy.reloads(), 10);
-    assert!(ok.load(Ordering::Relaxed) > 20, "calls ran: {}", ok.load(Ordering::Relaxed));
-    assert_eq!(failed.load(Ordering::Relaxed), 0, "no call failed during reloads");
+    assert!(
+        ok.load(Ordering::Relaxed) > 20,
+        "calls ran: {}",
+        ok.load(Ordering::Relaxed)
+    );
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "no call failed during reloads"
+    );
 }
 
 /// A server marked DOWN by its checks stays DOWN across a reload, whether
@@ -159,14 +172,22 @@ async fn server_health_is_carried_over() {
              backend be\n    server s1 {dead} proto h2 check inter 10s fall 1 {extra}\n"
         )
     };
-    let mut proxy = weir::proxy::start(load(&checked(""))).await.expect("starts");
+    let mut proxy = weir::proxy::start(load(&checked("")))
+        .await
+        .expect("starts");
     wait_for(10, "s1 down", || !server_up(&proxy, "be", "s1")).await;
     let before = server(&proxy, "be", "s1");
     proxy.reload(load(&checked(""))).await.expect("reload");
     let after = server(&proxy, "be", "s1");
-    assert!(Arc::ptr_eq(&before, &after), "unchanged server carried over");
+    assert!(
+        Arc::ptr_eq(&before, &after),
+        "unchanged server carried over"
+    );
     assert!(!after.is_up());
-    proxy.reload(load(&checked("weight 5"))).await.expect("reload");
+    proxy
+        .reload(load(&checked("weight 5")))
+        .await
+        .expect("reload");
     let rebuilt = server(&proxy, "be", "s1");
     assert!(!Arc::ptr_eq(&before, &rebuilt));
     assert!(!rebuilt.is_up(), "a rebuilt server inherits DOWN");
@@ -199,7 +220,9 @@ async fn failed_reload_changes_nothing() {
 async fn sighup_reloads_the_binary() {
     use tokio::io::AsyncBufReadExt;
     let old = echo_servers(1).await;
-    let new = weir_echo::EchoHandle::spawn(any_addr(), "t1").await.expect("echo");
+    let new = weir_echo::EchoHandle::spawn(any_addr(), "t1")
+        .await
+        .expect("echo");
     let port = free_port();
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("weir.cfg");
@@ -232,7 +255,11 @@ async fn sighup_reloads_the_binary() {
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
     assert_eq!(who(addr).await, "s1");
 
-    std::fs::write(&path, "frontend fe\n    bind 127.0.0.1:1\n    balance fastest\n").expect("write");
+    std::fs::write(
+        &path,
+        "frontend fe\n    bind 127.0.0.1:1\n    balance fastest\n",
+    )
+    .expect("write");
     let hup = |pid: &str| {
         std::process::Command::new("kill")
             .args(["-HUP", pid])
@@ -241,7 +268,10 @@ async fn sighup_reloads_the_binary() {
     };
     hup(&pid);
     let alert = wait_line!("[ALERT]");
-    assert!(alert.contains("'balance' is not allowed in 'frontend' section"), "{alert}");
+    assert!(
+        alert.contains("'balance' is not allowed in 'frontend' section"),
+        "{alert}"
+    );
     wait_line!("reload refused");
     assert_eq!(who(addr).await, "s1", "still the old configuration");
 
@@ -250,7 +280,9 @@ async fn sighup_reloads_the_binary() {
     wait_line!("reloaded");
     assert_eq!(who(addr).await, "t1");
 
-    let _ = std::process::Command::new("kill").args(["-TERM", &pid]).status();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status();
     let status = within(20, child.wait()).await.expect("exit");
     assert!(status.success(), "{status:?}");
 }
@@ -297,12 +329,19 @@ async fn reload_reads_certificates_again() {
             .await
             .ok()?;
         let mut c = weir_echo::pb::echo_client::EchoClient::new(ch);
-        c.unary(EchoRequest::default()).await.ok().map(|r| r.into_inner().server)
+        c.unary(EchoRequest::default())
+            .await
+            .ok()
+            .map(|r| r.into_inner().server)
     };
     assert_eq!(call(ca1.0.pem()).await.as_deref(), Some("s1"));
     assert_eq!(call(ca2.0.pem()).await, None);
     std::fs::write(&pem, leaf(&ca2)).expect("write");
     proxy.reload(load(&text)).await.expect("reload");
-    assert_eq!(call(ca2.0.pem()).await.as_deref(), Some("s1"), "new certificate");
+    assert_eq!(
+        call(ca2.0.pem()).await.as_deref(),
+        Some("s1"),
+        "new certificate"
+    );
     assert_eq!(call(ca1.0.pem()).await, None);
 }

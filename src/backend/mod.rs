@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 use crate::config::{self, Mode, Timeouts};
 use crate::error::{ErrorKind, ProxyError};
 use balance::{Balancer, First, LeastConn, PickCtx, RoundRobin, Source};
-pub use server::{Server, UpstreamProto};
+pub use server::{CallResult, Server, UpstreamProto};
 
 pub struct Backend {
     pub name: String,
@@ -47,6 +47,21 @@ pub struct Backend {
 pub struct Slot {
     pub server: Arc<Server>,
     backend: Arc<Backend>,
+}
+
+impl Slot {
+    /// Passive health: how the call on this slot ended (`observe`). When it
+    /// completes a run of `error-limit` errors, the `on-error` action runs.
+    pub fn observe(&self, result: server::CallResult, info: &str) {
+        observe(&self.backend, &self.server, result, info);
+    }
+}
+
+/// Passive health for a call that went to `server` of `backend`.
+pub fn observe(backend: &Backend, server: &Server, result: server::CallResult, info: &str) {
+    if let Some(action) = server.observe(result) {
+        crate::health::on_error(backend, server, action, info);
+    }
 }
 
 impl Drop for Slot {

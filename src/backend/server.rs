@@ -63,6 +63,31 @@ pub struct Server {
     sni_pools: Mutex<HashMap<String, Arc<H2Pool>>>,
     /// The TLS settings per-name pools are made with.
     tls_settings: Option<crate::tls::ServerTls>,
+    /// `observe`: passive health from live traffic.
+    pub passive: Option<Passive>,
+}
+
+/// Passive health state of one server (`observe`, `error-limit`, `on-error`).
+#[derive(Debug)]
+pub struct Passive {
+    pub mode: config::Observe,
+    pub limit: u32,
+    pub action: config::OnError,
+    /// Consecutive errors seen on live calls.
+    errors: AtomicU32,
+    /// Wakes the check loop for `on-error fastinter`.
+    pub wake: tokio::sync::Notify,
+}
+
+/// How one call ended, as passive health judges it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallResult {
+    /// Fine (or an error that is not the server's fault).
+    Ok,
+    /// A connection problem: refused, reset, lost, TLS failure.
+    Layer4,
+    /// A bad final status from the server (grpc-status 14/13/2/4, HTTP 5xx).
+    Layer7,
 }
 
 /// Distinct `sni` names with their own pool per server; calls with further
@@ -117,6 +142,13 @@ impl Server {
             sni_expr: s.sni_expr.as_ref().map(|e| e.expr.clone()),
             sni_pools: Mutex::new(HashMap::new()),
             tls_settings: s.tls.clone().filter(|_| s.ssl),
+            passive: s.observe.map(|mode| Passive {
+                mode,
+                limit: s.error_limit.max(1),
+                action: s.on_error,
+                errors: AtomicU32::new(0),
+                wake: tokio::sync::Notify::new(),
+            }),
         }
     }
 
@@ -170,11 +202,38 @@ impl Server {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        *self
-            .state
-            .health
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = h;
+        *self.state.health.lock().unwrap_or_else(|p| p.into_inner()) = h;
+    }
+
+    /// Passive health: notes how a call to this server ended. Returns the
+    /// `on-error` action when this error completes a run of `error-limit`
+    /// consecutive ones (the caller applies it, see [`crate::health::on_error`]).
+    pub fn observe(&self, result: CallResult) -> Option<config::OnError> {
+        let p = self.passive.as_ref()?;
+        let counts = match result {
+            CallResult::Ok => false,
+            CallResult::Layer4 => true,
+            CallResult::Layer7 => p.mode == config::Observe::Layer7,
+        };
+        if !counts {
+            if result == CallResult::Ok {
+                p.errors.store(0, Ordering::Relaxed);
+            }
+            return None;
+        }
+        let n = p.errors.fetch_add(1, Ordering::AcqRel) + 1;
+        if n < p.limit {
+            return None;
+        }
+        p.errors.store(0, Ordering::Relaxed);
+        Some(p.action)
+    }
+
+    /// Consecutive errors counted so far (tests, stats).
+    pub fn passive_errors(&self) -> u32 {
+        self.passive
+            .as_ref()
+            .map_or(0, |p| p.errors.load(Ordering::Relaxed))
     }
 
     /// Up (health) and not in maintenance; weight not considered.

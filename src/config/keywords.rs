@@ -547,11 +547,8 @@ pub(crate) static SERVER_UNSUPPORTED: &[&str] = &[
     "agent-inter",
     "agent-addr",
     "agent-send",
-    "observe",
-    "on-error",
     "on-marked-down",
     "on-marked-up",
-    "error-limit",
     "slowstart",
     "redir",
     "track",
@@ -613,6 +610,9 @@ pub(crate) static SERVER_OPTIONS: &[&str] = &[
     "no-tlsv13",
     "force-tlsv12",
     "force-tlsv13",
+    "observe",
+    "error-limit",
+    "on-error",
 ];
 
 /// `balance` algorithms HAProxy has and weir does not (yet).

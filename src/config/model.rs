@@ -378,6 +378,38 @@ pub struct Server {
     pub check_sni: Option<String>,
     /// The compiled TLS settings.
     pub tls: Option<crate::tls::ServerTls>,
+    /// `observe layer4|layer7 [error-limit <n>] [on-error <action>]`:
+    /// passive health from live traffic.
+    pub observe: Option<Observe>,
+    /// `error-limit <n>` (default 10).
+    pub error_limit: u32,
+    /// `on-error <action>` (default `fail-check`).
+    pub on_error: OnError,
+}
+
+/// `observe layer4|layer7`: which call outcomes count as server errors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Observe {
+    /// Connection problems only (refused, reset, lost, TLS failures).
+    Layer4,
+    /// Also the final status: grpc-status UNAVAILABLE, INTERNAL, UNKNOWN or
+    /// DEADLINE_EXCEEDED (when the server sent it); HTTP 5xx other than
+    /// 501 and 505 for plain HTTP.
+    Layer7,
+}
+
+/// `on-error <action>`: what `error-limit` consecutive errors do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum OnError {
+    /// Check again soon (at `fastinter`).
+    FastInter,
+    /// Count as one failed health check.
+    #[default]
+    FailCheck,
+    /// Leave the server one failed check away from DOWN.
+    SuddenDeath,
+    /// Mark the server DOWN now; active checks bring it back.
+    MarkDown,
 }
 
 /// A per-request `sni` expression and its text (compared by text).

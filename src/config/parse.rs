@@ -552,6 +552,9 @@ pub(crate) fn server(ctx: &mut Ctx, p: &mut ProxyDraft) -> R {
         check_ssl: None,
         check_sni: None,
         tls: None,
+        observe: None,
+        error_limit: 10,
+        on_error: Default::default(),
     };
     // `default-server` options were checked on their own line.
     server_options(&p.default_server, &mut s)?;
@@ -583,6 +586,9 @@ pub(crate) fn default_server(ctx: &mut Ctx, p: &mut ProxyDraft) -> R {
         check_ssl: None,
         check_sni: None,
         tls: None,
+        observe: None,
+        error_limit: 10,
+        on_error: Default::default(),
     };
     server_options(&ctx.words[1..], &mut probe)?;
     p.default_server.extend(ctx.words[1..].iter().cloned());
@@ -620,6 +626,34 @@ fn server_options(words: &[String], s: &mut Server) -> R {
                     _ => "a number",
                 };
                 check::server_option(&mut s.check_params, word, value(expected)?).map_err(with)?
+            }
+            "observe" => {
+                s.observe = match value("layer4 or layer7")? {
+                    "layer4" => Some(crate::config::Observe::Layer4),
+                    "layer7" => Some(crate::config::Observe::Layer7),
+                    other => {
+                        return Err(format!(
+                            "'observe' : unknown mode '{other}' (expected layer4 or layer7)"
+                        ))
+                    }
+                }
+            }
+            "error-limit" => {
+                s.error_limit = parse_u32(value("a number")?, 1, 100_000).map_err(with)?
+            }
+            "on-error" => {
+                use crate::config::OnError;
+                s.on_error = match value("fastinter, fail-check, sudden-death or mark-down")? {
+                    "fastinter" => OnError::FastInter,
+                    "fail-check" => OnError::FailCheck,
+                    "sudden-death" => OnError::SuddenDeath,
+                    "mark-down" => OnError::MarkDown,
+                    other => {
+                        return Err(format!(
+                            "'on-error' : unknown action '{other}' (expected fastinter, fail-check, sudden-death or mark-down)"
+                        ))
+                    }
+                }
             }
             "disabled" | "enabled" => s.disabled = word == "disabled",
             "check" | "no-check" => s.check = word == "check",

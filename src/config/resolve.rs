@@ -446,6 +446,15 @@ fn finish(state: State, diags: &mut Diags) -> Config {
                 "server",
                 diags,
             );
+            if srv.observe.is_some() && !srv.check {
+                let message = format!(
+                    "'observe' needs 'check' on server '{}': active checks are what bring a server back after errors took it down",
+                    srv.name
+                );
+                diags
+                    .errors
+                    .push(Diagnostic::new(Some(loc), Some("server"), message));
+            }
         }
     }
     let mut frontends = Vec::new();

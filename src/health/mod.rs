@@ -34,7 +34,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::backend::{Backend, Server};
-use crate::config::{CheckParams, HealthCheck};
+use crate::config::{CheckParams, HealthCheck, OnError};
 use crate::proxy::stopping;
 use crate::runtime::Snapshot;
 
@@ -198,8 +198,23 @@ async fn check_loop(
             _ = stopping(&mut rx) => return,
         };
         let next = record(&backend, &server, &params, &outcome, started.elapsed());
-        if pause(next, &mut rx).await {
-            return;
+        // `on-error fastinter` wakes the loop early for a check at fastinter.
+        let sleep = async {
+            match &server.passive {
+                Some(p) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep(next) => {}
+                        _ = p.wake.notified() => {
+                            tokio::time::sleep(params.fastinter.unwrap_or(params.inter).min(next)).await;
+                        }
+                    }
+                }
+                None => tokio::time::sleep(next).await,
+            }
+        };
+        tokio::select! {
+            _ = sleep => {}
+            _ = stopping(&mut rx) => return,
         }
     }
 }
@@ -306,6 +321,49 @@ fn record(
         (true, true) => params.inter,
         (false, true) => params.downinter.unwrap_or(params.inter),
         _ => params.fastinter.unwrap_or(params.inter),
+    }
+}
+
+/// Applies an `on-error` action decided by passive health
+/// ([`Server::observe`]); `info` says what the last error was.
+pub fn on_error(backend: &Backend, server: &Server, action: OnError, info: &str) {
+    let Some(params) = server.check.as_ref() else {
+        return;
+    };
+    let outcome = Outcome::fail("Health analyze", Some(info.to_string()));
+    match action {
+        OnError::FastInter => {
+            if let Some(p) = &server.passive {
+                p.wake.notify_one();
+            }
+        }
+        OnError::FailCheck => {
+            record(backend, server, params, &outcome, Duration::ZERO);
+        }
+        OnError::SuddenDeath => {
+            {
+                let mut h = lock(&server.state.health);
+                h.fail_streak = h.fail_streak.max(params.fall.saturating_sub(1));
+                h.ok_streak = 0;
+            }
+            if let Some(p) = &server.passive {
+                p.wake.notify_one();
+            }
+        }
+        OnError::MarkDown => {
+            let was_up = server.state.up.swap(false, Ordering::AcqRel);
+            {
+                let mut h = lock(&server.state.health);
+                h.fail_streak = h.fail_streak.max(params.fall);
+                h.ok_streak = 0;
+                if was_up {
+                    h.transitions += 1;
+                }
+            }
+            if was_up {
+                log_change(backend, server, &outcome, Duration::ZERO, false);
+            }
+        }
     }
 }
 

@@ -16,6 +16,7 @@ use crate::backend::h1pool::H1Sender;
 use crate::backend::pool::StreamLease;
 use crate::backend::Slot;
 use crate::error::{ErrorKind, GrpcCode};
+use crate::http::deadline::Deadline;
 use crate::http::grpc;
 use crate::http::idle::IdleTimer;
 
@@ -55,6 +56,11 @@ pub struct UpstreamH2 {
     term: Option<&'static str>,
     grpc: bool,
     idle: Option<IdleTimer>,
+    /// The call's gRPC deadline (`grpc-timeout`), if it has one.
+    deadline: Option<Deadline>,
+    /// Tells the request-body pump to reset the upstream stream (sent, or
+    /// dropped with this body); only for calls with a deadline.
+    cancel_pump: Option<tokio::sync::oneshot::Sender<()>>,
     // Held for the life of the stream: the upstream stream slot and the
     // server's call slot (maxconn).
     _lease: StreamLease,
@@ -66,6 +72,7 @@ impl UpstreamH2 {
         recv: h2::RecvStream,
         grpc: bool,
         idle: Option<IdleTimer>,
+        cancel_pump: Option<tokio::sync::oneshot::Sender<()>>,
         lease: StreamLease,
         slot: Slot,
     ) -> Self {
@@ -76,9 +83,18 @@ impl UpstreamH2 {
             recv,
             grpc,
             idle,
+            deadline: None,
+            cancel_pump,
             _lease: lease,
             _slot: slot,
         }
+    }
+
+    /// Watches the call's deadline while the response streams: when it runs
+    /// out, the client gets DEADLINE_EXCEEDED trailers and the upstream
+    /// stream is reset (CANCEL) as this body is dropped.
+    pub fn set_deadline(&mut self, deadline: Deadline) {
+        self.deadline = Some(deadline);
     }
 
     /// Ends the call after a failure seen by the proxy. A gRPC client gets
@@ -90,12 +106,14 @@ impl UpstreamH2 {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         self.finished = true;
         self.term = Some(match kind {
-            ErrorKind::ServerTimeout => "sD",
+            ErrorKind::ServerTimeout | ErrorKind::DeadlineExceeded => "sD",
             _ => "SD",
         });
         if self.grpc {
             let code = match kind {
-                ErrorKind::ServerTimeout => GrpcCode::DeadlineExceeded,
+                ErrorKind::ServerTimeout | ErrorKind::DeadlineExceeded => {
+                    GrpcCode::DeadlineExceeded
+                }
                 _ => GrpcCode::Unavailable,
             };
             Poll::Ready(Some(Ok(Frame::trailers(grpc::status_headers(
@@ -142,6 +160,16 @@ impl Body for UpstreamH2 {
         let this = &mut *self;
         if this.finished {
             return Poll::Ready(None);
+        }
+        // Checked first: a server that keeps data flowing is still cut.
+        if let Some(d) = this.deadline.as_mut() {
+            if d.poll_expired(cx).is_ready() {
+                let message = d.budget.message();
+                if let Some(tx) = this.cancel_pump.take() {
+                    let _ = tx.send(());
+                }
+                return this.end_with(ErrorKind::DeadlineExceeded, message);
+            }
         }
         if !this.data_done {
             match this.recv.poll_data(cx) {

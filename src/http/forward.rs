@@ -18,6 +18,7 @@ use crate::backend::{Slot, UpstreamProto};
 use crate::config::Timeouts;
 use crate::error::{ErrorKind, ProxyError};
 use crate::http::body::{ProxyBody, UpstreamH1, UpstreamH2};
+use crate::http::deadline::{self, Budget};
 use crate::http::idle::{Activity, IdleTimer};
 
 /// When the steps of one forward happened (for the access log).
@@ -44,18 +45,36 @@ impl Default for Timing {
 }
 
 /// Sends `req` to the server of `slot` and returns the response to stream back.
+/// `budget`: the gRPC call's deadline, sent on as a reduced `grpc-timeout`.
 pub async fn forward(
     req: Request<Incoming>,
     slot: Slot,
     timeouts: &Timeouts,
     grpc: bool,
+    budget: Option<Budget>,
     timing: &mut Timing,
     sni: Option<String>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     match slot.server.proto {
-        UpstreamProto::H2 => forward_h2(req, slot, timeouts, grpc, timing, sni).await,
-        UpstreamProto::H1 => forward_h1(req, slot, timeouts, timing).await,
+        UpstreamProto::H2 => forward_h2(req, slot, timeouts, grpc, budget, timing, sni).await,
+        UpstreamProto::H1 => forward_h1(req, slot, timeouts, grpc, budget, timing).await,
     }
+}
+
+/// The `grpc-timeout` the server gets: what is left of the call's budget
+/// (time spent queueing and connecting taken off), or none when weir found
+/// the client's value malformed. Fails when the budget already ran out.
+fn upstream_timeout(
+    headers: &mut HeaderMap,
+    grpc: bool,
+    budget: Option<Budget>,
+) -> Result<(), ProxyError> {
+    if !grpc {
+        return Ok(());
+    }
+    let value = budget.map(|b| b.upstream_header()).transpose()?;
+    deadline::set_upstream(headers, value);
+    Ok(())
 }
 
 async fn forward_h2(
@@ -63,6 +82,7 @@ async fn forward_h2(
     slot: Slot,
     timeouts: &Timeouts,
     grpc: bool,
+    budget: Option<Budget>,
     timing: &mut Timing,
     sni: Option<String>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
@@ -106,6 +126,7 @@ async fn forward_h2(
     parts.version = Version::HTTP_2;
     strip_hop_by_hop(&mut parts.headers);
     parts.headers.remove(header::HOST);
+    upstream_timeout(&mut parts.headers, grpc, budget)?;
     let mut body = body;
     let end_of_stream = body.is_end_stream();
     // Fast path: a unary call's whole body is usually already buffered, so
@@ -136,6 +157,7 @@ async fn forward_h2(
         })?;
 
     let mut idle = timeouts.server.map(|t| IdleTimer::new(Activity::new(), t));
+    let mut cancel_pump = None;
     if body_done {
         // One frame of at most the client's window; h2 holds it until the
         // server's window opens.
@@ -144,7 +166,14 @@ async fn forward_h2(
         }
     } else if !end_of_stream {
         let activity = idle.as_ref().map(|t| t.activity.clone());
-        tokio::spawn(pump_request(body, send_stream, first, activity));
+        // With a deadline the pump must let go of the upstream stream when
+        // the call ends in weir, so that h2 resets it.
+        let cancel = budget.map(|_| {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            cancel_pump = Some(tx);
+            rx
+        });
+        tokio::spawn(pump_request(body, send_stream, first, activity, cancel));
     }
 
     let resp = match &mut idle {
@@ -183,7 +212,7 @@ async fn forward_h2(
             HeaderValue::from_static("grpc-status, grpc-message, grpc-status-details-bin"),
         );
     }
-    let body = UpstreamH2::new(recv, grpc, idle, lease, slot);
+    let body = UpstreamH2::new(recv, grpc, idle, cancel_pump, lease, slot);
     Ok(Response::from_parts(parts, ProxyBody::H2(Box::new(body))))
 }
 
@@ -191,6 +220,8 @@ async fn forward_h1(
     req: Request<Incoming>,
     slot: Slot,
     timeouts: &Timeouts,
+    grpc: bool,
+    budget: Option<Budget>,
     timing: &mut Timing,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let server = slot.server.clone();
@@ -211,6 +242,7 @@ async fn forward_h1(
         .unwrap_or_else(|| Uri::from_static("/"));
     parts.version = Version::HTTP_11;
     strip_hop_by_hop(&mut parts.headers);
+    upstream_timeout(&mut parts.headers, grpc, budget)?;
     let fut = sender.send_request(Request::from_parts(parts, body));
     let resp = match timeouts.server {
         Some(t) => tokio::time::timeout(t, fut).await.map_err(|_| {
@@ -240,43 +272,69 @@ async fn forward_h1(
 
 /// Streams the client's request body to the server, one frame at a time,
 /// waiting for upstream window before pulling more from the client.
+/// `cancel` (calls with a deadline): when it fires or its sender is dropped
+/// (the call ended in weir), the upstream stream is reset with CANCEL.
 async fn pump_request(
     mut body: Incoming,
     mut tx: h2::SendStream<Bytes>,
     first: Option<Frame<Bytes>>,
     activity: Option<Arc<Activity>>,
+    mut cancel: Option<tokio::sync::oneshot::Receiver<()>>,
 ) {
     if let Some(frame) = first {
         if !send_frame(&mut tx, frame, false) {
             return;
         }
     }
+    // Ready when the call ended in weir (deadline): sent or sender dropped.
+    let mut cancelled = move |cx: &mut std::task::Context<'_>| match cancel.as_mut() {
+        Some(rx) => std::future::Future::poll(std::pin::Pin::new(rx), cx).is_ready(),
+        None => false,
+    };
     loop {
         // Wait for upstream window (or a reset) before reading more.
         tx.reserve_capacity(1);
         let ready = poll_fn(|cx| {
-            if let Poll::Ready(r) = tx.poll_reset(cx) {
-                return Poll::Ready(Err(r.ok()));
+            if cancelled(cx) {
+                return Poll::Ready(Pumped::Cancel);
+            }
+            if tx.poll_reset(cx).is_ready() {
+                return Poll::Ready(Pumped::Stop);
             }
             match tx.poll_capacity(cx) {
-                Poll::Ready(Some(Ok(n))) if n > 0 => Poll::Ready(Ok(())),
+                Poll::Ready(Some(Ok(n))) if n > 0 => Poll::Ready(Pumped::Go(())),
                 Poll::Ready(Some(Ok(_))) => Poll::Pending,
-                Poll::Ready(Some(Err(_))) | Poll::Ready(None) => Poll::Ready(Err(None)),
+                Poll::Ready(Some(Err(_))) | Poll::Ready(None) => Poll::Ready(Pumped::Stop),
                 Poll::Pending => Poll::Pending,
             }
         })
         .await;
-        if ready.is_err() {
-            return; // the server reset or closed the stream
+        match ready {
+            Pumped::Go(()) => {}
+            Pumped::Cancel => {
+                tx.send_reset(h2::Reason::CANCEL);
+                return;
+            }
+            Pumped::Stop => return, // the server reset or closed the stream
         }
         let frame = poll_fn(|cx| {
-            if tx.poll_reset(cx).is_ready() {
-                return Poll::Ready(None);
+            if cancelled(cx) {
+                return Poll::Ready(Pumped::Cancel);
             }
-            std::pin::Pin::new(&mut body).poll_frame(cx).map(Some)
+            if tx.poll_reset(cx).is_ready() {
+                return Poll::Ready(Pumped::Stop);
+            }
+            std::pin::Pin::new(&mut body).poll_frame(cx).map(Pumped::Go)
         })
         .await;
-        let Some(frame) = frame else { return };
+        let frame = match frame {
+            Pumped::Go(f) => f,
+            Pumped::Cancel => {
+                tx.send_reset(h2::Reason::CANCEL);
+                return;
+            }
+            Pumped::Stop => return,
+        };
         if let Some(a) = &activity {
             a.touch();
         }
@@ -297,6 +355,15 @@ async fn pump_request(
             }
         }
     }
+}
+
+/// One step of the request pump.
+enum Pumped<T> {
+    Go(T),
+    /// The call ended in weir: reset the upstream stream.
+    Cancel,
+    /// The server reset or closed the stream.
+    Stop,
 }
 
 /// Sends one request-body frame upstream. Returns whether more may follow

@@ -3,6 +3,7 @@
 
 pub mod access_log;
 pub mod body;
+pub mod deadline;
 pub mod forward;
 pub mod grpc;
 pub mod idle;

@@ -7,6 +7,10 @@
 //! 5. the backend picks a server (maybe after queueing) and the call is
 //!    forwarded;
 //! 6. `http-response` rules (backend's, then frontend's) edit the response head.
+//!
+//! A gRPC call with `grpc-timeout` has a deadline from the moment its headers
+//! arrive ([`Deadline`]): it bounds steps 5 and 6 and then moves into the
+//! response body; when it runs out weir answers DEADLINE_EXCEEDED itself.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,9 +19,10 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 
 use crate::backend::balance::PickCtx;
-use crate::error::ProxyError;
+use crate::error::{ErrorKind, ProxyError};
 use crate::http::access_log::{ConnInfo, PendingLog};
 use crate::http::body::ProxyBody;
+use crate::http::deadline::Deadline;
 use crate::http::forward::{self, Timing};
 use crate::http::rules::{self, Env, Outcome, ReqHead};
 use crate::http::{grpc, respond};
@@ -33,6 +38,12 @@ pub async fn handle(
     pick: &PickCtx,
 ) -> (Response<ProxyBody>, Option<Box<PendingLog>>) {
     let is_grpc = grpc::is_grpc(req.headers());
+    // The budget starts now, as the client sent it (before any rule).
+    let mut deadline = if is_grpc {
+        Deadline::from_headers(req.headers(), tokio::time::Instant::now())
+    } else {
+        None
+    };
     let (mut parts, body) = req.into_parts();
     let mut log = PendingLog::start(fe, conn, &parts);
     let mut env = Env {
@@ -64,7 +75,15 @@ pub async fn handle(
     let head = has_response_rules.then(|| ReqHead::of(&parts));
 
     let queued_at = Instant::now();
-    let slot = match backend.take(pick).await {
+    // `Backend::take` is cancel-safe: a deadline in the queue just leaves it.
+    let taken = match deadline.as_mut() {
+        Some(d) => match d.run(backend.take(pick)).await {
+            Ok(r) => r,
+            Err(e) => return expired(&e, "sQ", log),
+        },
+        None => backend.take(pick).await,
+    };
+    let slot = match taken {
         Ok(slot) => slot,
         Err(e) => return failed(&e, is_grpc, log),
     };
@@ -85,23 +104,37 @@ pub async fn handle(
         e.eval(&input).map(|s| s.to_string())
     });
     let mut timing = Timing::new();
-    let result = forward::forward(
+    let fwd = forward::forward(
         Request::from_parts(parts, body),
         slot,
         &backend.timeouts,
         is_grpc,
+        deadline.as_ref().map(|d| d.budget),
         &mut timing,
         sni,
-    )
-    .await;
+    );
+    // The deadline wins over a late response; the dropped call's upstream
+    // stream is reset (CANCEL).
+    let result = match deadline.as_mut() {
+        Some(d) => d.run(fwd).await.and_then(|r| r),
+        None => fwd.await,
+    };
     if let Some(l) = log.as_mut() {
         if let Some(c) = timing.connected {
             l.connect_time(c - timing.started);
             l.response_time(c.elapsed());
         }
     }
-    let resp = match result {
+    let mut resp = match result {
         Ok(r) => r,
+        Err(e) if e.kind == ErrorKind::DeadlineExceeded => {
+            let stage = if timing.connected.is_some() {
+                "sH"
+            } else {
+                "sC"
+            };
+            return expired(&e, stage, log);
+        }
         Err(mut e) => {
             // Name the backend/server, as HAProxy's logs do.
             e.message = format!("{}/{}: {}", backend.name, server.name, e.message);
@@ -109,6 +142,9 @@ pub async fn handle(
             return failed(&e, is_grpc, log);
         }
     };
+    if let (Some(d), ProxyBody::H2(u)) = (deadline, resp.body_mut()) {
+        u.set_deadline(d);
+    }
     let Some(head) = head else {
         return done(resp, log, fe.logasap);
     };
@@ -128,6 +164,15 @@ fn failed(
     log: Option<Box<PendingLog>>,
 ) -> (Response<ProxyBody>, Option<Box<PendingLog>>) {
     reply(respond::error(is_grpc, e), e.kind.reply().termination, log)
+}
+
+/// DEADLINE_EXCEEDED answered by weir, logged with the stage it ran out in.
+fn expired(
+    e: &ProxyError,
+    termination: &str,
+    log: Option<Box<PendingLog>>,
+) -> (Response<ProxyBody>, Option<Box<PendingLog>>) {
+    reply(respond::error(true, e), termination, log)
 }
 
 /// A reply made by the proxy: logged now, it is already complete.

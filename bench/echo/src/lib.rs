@@ -9,9 +9,9 @@
 //! * every request metadata entry whose key starts with `x-` comes back
 //!   prefixed with `echo-` (`x-foo` -> `echo-x-foo`, `x-data-bin` ->
 //!   `echo-x-data-bin`);
-//! * `x-seen-authority`, `x-seen-te` and `x-seen-content-type`: the request's
-//!   URI authority and its `te` / `content-type` headers as they reached the
-//!   server (captured by a tower layer before tonic sees the request);
+//! * `x-seen-authority`, `x-seen-te`, `x-seen-content-type` and
+//!   `x-seen-grpc-timeout`: the request's URI authority and its `te` /
+//!   `content-type` / `grpc-timeout` headers as they reached the server (captured by a tower layer before tonic sees the request);
 //! * errors carry `x-trailer-echo: <id>` in their trailers.
 //!
 //! [`Stats`] counts calls, active calls, cancellations and received bytes,
@@ -64,6 +64,7 @@ const X_TRAILER_ECHO: &str = "x-trailer-echo";
 const X_SEEN_AUTHORITY: &str = "x-seen-authority";
 const X_SEEN_TE: &str = "x-seen-te";
 const X_SEEN_CONTENT_TYPE: &str = "x-seen-content-type";
+const X_SEEN_GRPC_TIMEOUT: &str = "x-seen-grpc-timeout";
 
 /// A payload of `n` bytes with the pattern `byte[i] = i % 251`. Up to 4 MiB
 /// it is a slice of one process-wide buffer (no allocation, no copy).
@@ -546,8 +547,8 @@ impl Stream for BidiReplies {
     }
 }
 
-/// Copies what tonic does not expose (the URI authority, `te` and
-/// `content-type`) into `x-seen-*` request headers, overwriting any a
+/// Copies what tonic does not expose (the URI authority, `te`,
+/// `content-type` and `grpc-timeout`) into `x-seen-*` request headers, overwriting any a
 /// client sent itself.
 fn record_seen(mut req: http::Request<tonic::body::Body>) -> http::Request<tonic::body::Body> {
     let authority = match req.uri().authority() {
@@ -556,11 +557,13 @@ fn record_seen(mut req: http::Request<tonic::body::Body>) -> http::Request<tonic
     };
     let te = req.headers().get(http::header::TE).cloned();
     let content_type = req.headers().get(http::header::CONTENT_TYPE).cloned();
+    let grpc_timeout = req.headers().get("grpc-timeout").cloned();
     let headers = req.headers_mut();
     for (name, value) in [
         (X_SEEN_AUTHORITY, authority),
         (X_SEEN_TE, te),
         (X_SEEN_CONTENT_TYPE, content_type),
+        (X_SEEN_GRPC_TIMEOUT, grpc_timeout),
     ] {
         let name = http::HeaderName::from_static(name);
         match value {
