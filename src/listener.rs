@@ -83,7 +83,10 @@ pub async fn accept_loop(
     let builder = Arc::new(crate::http::builder(&fe, bind.proto));
     let tls = bind.tls.clone();
     loop {
+        // Biased: once a reload or shutdown has stopped this generation, it
+        // never takes another connection from the (shared) socket.
         let accepted = tokio::select! {
+            biased;
             _ = crate::proxy::stopping(&mut shutdown) => return,
             r = async {
                 let g = permit(&global).await;

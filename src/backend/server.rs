@@ -79,6 +79,25 @@ pub struct Passive {
     pub wake: tokio::sync::Notify,
 }
 
+impl CallResult {
+    /// The judgement of a final `grpc-status` (absent: a gRPC call without
+    /// status, which clients see as an error too).
+    pub fn of_grpc(code: Option<u32>) -> CallResult {
+        match code {
+            Some(14 | 13 | 2 | 4) | None => CallResult::Layer7,
+            Some(_) => CallResult::Ok,
+        }
+    }
+
+    /// The judgement of a plain HTTP status (5xx but 501 and 505).
+    pub fn of_http(status: u16) -> CallResult {
+        match status {
+            500..=599 if status != 501 && status != 505 => CallResult::Layer7,
+            _ => CallResult::Ok,
+        }
+    }
+}
+
 /// How one call ended, as passive health judges it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CallResult {

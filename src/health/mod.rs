@@ -356,6 +356,11 @@ pub fn on_error(backend: &Backend, server: &Server, action: OnError, info: &str)
                 let mut h = lock(&server.state.health);
                 h.fail_streak = h.fail_streak.max(params.fall);
                 h.ok_streak = 0;
+                h.last = Some(LastCheck {
+                    ok: false,
+                    reason: outcome.describe(),
+                    duration: Duration::ZERO,
+                });
                 if was_up {
                     h.transitions += 1;
                 }

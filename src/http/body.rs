@@ -14,7 +14,7 @@ use hyper::body::Incoming;
 
 use crate::backend::h1pool::H1Sender;
 use crate::backend::pool::StreamLease;
-use crate::backend::Slot;
+use crate::backend::{CallResult, Slot};
 use crate::error::{ErrorKind, GrpcCode};
 use crate::http::deadline::Deadline;
 use crate::http::grpc;
@@ -125,6 +125,10 @@ impl UpstreamH2 {
     }
 
     fn on_error(&mut self, e: h2::Error) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if self._slot.server.passive.is_some() {
+            self._slot
+                .observe(CallResult::Layer4, &format!("upstream stream failed: {e}"));
+        }
         if e.is_reset() && e.is_remote() {
             // The server reset the stream on purpose: pass the same reason on
             // (hyper resets the client stream with the reason it finds here).
@@ -140,10 +144,16 @@ impl UpstreamH2 {
 
     fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.idle.as_mut().map(|t| t.poll_expired(cx)) {
-            Some(Poll::Ready(())) => self.end_with(
-                ErrorKind::ServerTimeout,
-                "server timeout: no data for 'timeout server'".to_string(),
-            ),
+            Some(Poll::Ready(())) => {
+                if self._slot.server.passive.is_some() {
+                    self._slot
+                        .observe(CallResult::Layer7, "no data for 'timeout server'");
+                }
+                self.end_with(
+                    ErrorKind::ServerTimeout,
+                    "server timeout: no data for 'timeout server'".to_string(),
+                )
+            }
             _ => Poll::Pending,
         }
     }
@@ -188,6 +198,12 @@ impl Body for UpstreamH2 {
         match this.recv.poll_trailers(cx) {
             Poll::Ready(Ok(t)) => {
                 this.finished = true;
+                if this.grpc && this._slot.server.passive.is_some() {
+                    let code = t.as_ref().and_then(crate::http::rules::grpc_status);
+                    let info =
+                        code.map_or("no grpc-status".to_string(), |c| format!("grpc-status {c}"));
+                    this._slot.observe(CallResult::of_grpc(code), &info);
+                }
                 Poll::Ready(t.map(|t: HeaderMap| Ok(Frame::trailers(t))))
             }
             Poll::Ready(Err(e)) => this.on_error(e),

@@ -19,6 +19,7 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 
 use crate::backend::balance::PickCtx;
+use crate::backend::CallResult;
 use crate::error::{ErrorKind, ProxyError};
 use crate::http::access_log::{ConnInfo, PendingLog};
 use crate::http::body::ProxyBody;
@@ -136,6 +137,19 @@ pub async fn handle(
             return expired(&e, stage, log);
         }
         Err(mut e) => {
+            if server.passive.is_some() {
+                let result = match e.kind {
+                    ErrorKind::ConnectFailed
+                    | ErrorKind::ConnectTimeout
+                    | ErrorKind::UpstreamClosed
+                    | ErrorKind::UpstreamProtocol => Some(CallResult::Layer4),
+                    ErrorKind::ServerTimeout => Some(CallResult::Layer7),
+                    _ => None,
+                };
+                if let Some(r) = result {
+                    crate::backend::observe(&backend, &server, r, &e.message);
+                }
+            }
             // Name the backend/server, as HAProxy's logs do.
             e.message = format!("{}/{}: {}", backend.name, server.name, e.message);
             tracing::debug!(frontend = %fe.name, backend = %backend.name, error = %e, "proxy error");
@@ -144,6 +158,20 @@ pub async fn handle(
     };
     if let (Some(d), ProxyBody::H2(u)) = (deadline, resp.body_mut()) {
         u.set_deadline(d);
+    }
+    // Passive health: a trailers-only gRPC answer or a plain HTTP status is
+    // judged now; a streamed gRPC call when its trailers arrive (http::body).
+    if server.passive.is_some() {
+        let status = rules::grpc_status(resp.headers());
+        let judged = if is_grpc {
+            status.map(|c| (CallResult::of_grpc(Some(c)), format!("grpc-status {c}")))
+        } else {
+            let st = resp.status().as_u16();
+            Some((CallResult::of_http(st), format!("HTTP status {st}")))
+        };
+        if let Some((r, info)) = judged {
+            crate::backend::observe(&backend, &server, r, &info);
+        }
     }
     let Some(head) = head else {
         return done(resp, log, fe.logasap);
