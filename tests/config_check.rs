@@ -368,10 +368,6 @@ fn ignored_global_keywords_warn() {
             "'pidfile' has no effect in weir yet, ignored",
         ),
         (
-            "hard-stop-after 30s",
-            "'hard-stop-after' has no effect in weir yet, ignored",
-        ),
-        (
             "ssl-default-bind-ciphers X",
             "'ssl-default-bind-ciphers' (OpenSSL cipher strings) has no effect in weir, ignored: rustls uses its own safe TLS 1.2 suites; use 'ssl-default-bind-ciphersuites' to choose suites",
         ),
@@ -1368,7 +1364,7 @@ fn bad_servers() {
         ("server s 127.0.0.1:1 ssl ca-file /nonexistent/ca.pem", "unable to load CA file '/nonexistent/ca.pem': No such file or directory (os error 2)"),
         ("server s 127.0.0.1:1 check-alpn h2", "'check-alpn' is not supported yet"),
         ("server s 127.0.0.1:1 wieght 2", "unknown option 'wieght'; did you mean 'weight' maybe ?"),
-        ("server s 127.0.0.1:1 zzz", "unknown option 'zzz' (expected 'proto', 'weight', 'maxconn', 'disabled', 'enabled', 'check', 'no-check', 'inter', 'fastinter', 'downinter', 'rise', 'fall', 'port', 'addr', 'check-proto', 'backup', 'no-backup', 'ssl', 'no-ssl', 'verify', 'ca-file', 'crt', 'alpn', 'sni', 'verifyhost', 'check-ssl', 'no-check-ssl', 'check-sni', 'ssl-min-ver', 'ssl-max-ver', 'ciphersuites', 'no-sslv3', 'no-tlsv10', 'no-tlsv11', 'no-tlsv12', 'no-tlsv13', 'force-tlsv12', 'force-tlsv13')"),
+        ("server s 127.0.0.1:1 zzz", "unknown option 'zzz' (expected 'proto', 'weight', 'maxconn', 'disabled', 'enabled', 'check', 'no-check', 'inter', 'fastinter', 'downinter', 'rise', 'fall', 'port', 'addr', 'check-proto', 'backup', 'no-backup', 'ssl', 'no-ssl', 'verify', 'ca-file', 'crt', 'alpn', 'sni', 'verifyhost', 'check-ssl', 'no-check-ssl', 'check-sni', 'ssl-min-ver', 'ssl-max-ver', 'ciphersuites', 'no-sslv3', 'no-tlsv10', 'no-tlsv11', 'no-tlsv12', 'no-tlsv13', 'force-tlsv12', 'force-tlsv13', 'observe', 'error-limit', 'on-error')"),
         ("server s/1 127.0.0.1:1", "character '/' is not permitted in server name 's/1'"),
     ];
     for (line, message) in cases {
