@@ -257,6 +257,16 @@ impl Running {
         })
         .await;
         drain(grace).await;
+        if crate::listener::active_connections() > 0 {
+            // `hard-stop-after` is over: gRPC calls still open end with
+            // UNAVAILABLE "server shutting down" trailers, not a reset.
+            tracing::warn!(
+                connections = crate::listener::active_connections(),
+                "hard stop: ending the calls still open"
+            );
+            self.snapshot.hard_stop.stop();
+            drain(HARD_STOP_FLUSH).await;
+        }
         self.tasks.abort_all();
         let threads: Vec<_> = self
             .workers
@@ -311,6 +321,10 @@ fn worker(
         drain(grace).await;
     });
 }
+
+/// After a hard stop, how long the trailers of the calls still open get to
+/// reach their clients.
+const HARD_STOP_FLUSH: Duration = Duration::from_millis(500);
 
 /// Waits, up to `grace`, until no client connection is left open.
 async fn drain(grace: Duration) {

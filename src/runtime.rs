@@ -24,6 +24,33 @@ pub struct Snapshot {
     /// `global maxconn`.
     pub global_conns: Option<Arc<Semaphore>>,
     pub global_maxconn: Option<u32>,
+    /// Ends open gRPC calls cleanly at the end of `hard-stop-after`.
+    pub hard_stop: Arc<HardStop>,
+}
+
+/// The end of a proxy's `hard-stop-after`: gRPC calls still open are ended
+/// with UNAVAILABLE trailers ("server shutting down") instead of a reset.
+#[derive(Debug, Default)]
+pub struct HardStop {
+    flag: std::sync::atomic::AtomicBool,
+    notify: Arc<tokio::sync::Notify>,
+}
+
+impl HardStop {
+    pub fn stop(&self) {
+        self.flag.store(true, std::sync::atomic::Ordering::Release);
+        self.notify.notify_waiters();
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.flag.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Resolves once [`HardStop::stop`] has been called (poll it once to
+    /// register before checking [`HardStop::is_stopped`]).
+    pub fn notified(&self) -> tokio::sync::futures::OwnedNotified {
+        self.notify.clone().notified_owned()
+    }
 }
 
 /// Where a `use_backend` rule sends a request.
@@ -60,6 +87,8 @@ pub struct Frontend {
     pub logasap: bool,
     /// `option forwardfor` on the frontend.
     pub forwardfor: Option<ForwardFor>,
+    /// The proxy's hard stop (shared by every generation).
+    pub hard_stop: Arc<HardStop>,
     pub timeouts: Timeouts,
     /// `maxconn` on the frontend.
     pub conns: Option<Arc<Semaphore>>,
@@ -111,6 +140,7 @@ impl Snapshot {
                 .collect(),
         );
         let find = |name: &str| by_name.get(name).cloned();
+        let hard_stop: Arc<HardStop> = previous.map(|p| p.hard_stop.clone()).unwrap_or_default();
         let mut frontends = Vec::with_capacity(cfg.frontends.len());
         for f in &cfg.frontends {
             let mut routes = Vec::with_capacity(f.use_backends.len());
@@ -150,6 +180,9 @@ impl Snapshot {
                 httplog,
                 logasap: f.options.logasap,
                 forwardfor: f.options.forwardfor.clone(),
+                hard_stop: previous
+                    .map(|p| p.hard_stop.clone())
+                    .unwrap_or_else(|| hard_stop.clone()),
                 timeouts: f.timeouts.clone(),
                 conns: f.maxconn.map(|n| {
                     previous
@@ -168,6 +201,7 @@ impl Snapshot {
             frontends,
             backends,
             global_maxconn: cfg.global.maxconn,
+            hard_stop,
             global_conns: cfg.global.maxconn.map(|n| {
                 previous
                     .filter(|p| p.global_maxconn == Some(n))

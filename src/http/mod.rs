@@ -90,6 +90,33 @@ pub struct ClientBody {
     inner: ProxyBody,
     _call: CallGuard,
     log: Option<Box<PendingLog>>,
+    /// For gRPC responses streamed from a server: the proxy's hard stop,
+    /// which ends the call with UNAVAILABLE trailers.
+    hard_stop: Option<HardStopWatch>,
+}
+
+struct HardStopWatch {
+    stop: Arc<crate::runtime::HardStop>,
+    wait: Option<std::pin::Pin<Box<tokio::sync::futures::OwnedNotified>>>,
+    fired: bool,
+}
+
+impl HardStopWatch {
+    /// Ready once the hard stop happened (registers for the wake-up).
+    fn poll(&mut self, cx: &mut std::task::Context<'_>) -> bool {
+        if self.fired {
+            return false;
+        }
+        let wait = self
+            .wait
+            .get_or_insert_with(|| Box::pin(self.stop.notified()));
+        let woken = std::future::Future::poll(wait.as_mut(), cx).is_ready();
+        if woken || self.stop.is_stopped() {
+            self.fired = true;
+            return true;
+        }
+        false
+    }
 }
 
 impl http_body::Body for ClientBody {
@@ -101,7 +128,30 @@ impl http_body::Body for ClientBody {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, body::BoxError>>> {
         let this = self.get_mut();
+        if let Some(h) = this.hard_stop.as_mut() {
+            if h.fired {
+                return std::task::Poll::Ready(None);
+            }
+        }
         let polled = std::pin::Pin::new(&mut this.inner).poll_frame(cx);
+        if polled.is_pending() {
+            if let Some(h) = this.hard_stop.as_mut() {
+                if h.poll(cx) {
+                    // The inner body is dropped with us: the upstream stream
+                    // is reset (CANCEL).
+                    let t = grpc::status_headers(
+                        crate::error::GrpcCode::Unavailable,
+                        "server shutting down",
+                    );
+                    if let Some(log) = this.log.as_mut() {
+                        log.trailers(&t);
+                        log.termination("KD");
+                        log.write(false);
+                    }
+                    return std::task::Poll::Ready(Some(Ok(http_body::Frame::trailers(t))));
+                }
+            }
+        }
         let Some(log) = this.log.as_mut() else {
             return polled;
         };
@@ -130,7 +180,7 @@ impl http_body::Body for ClientBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.hard_stop.as_ref().is_some_and(|h| h.fired) || self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
@@ -191,10 +241,19 @@ pub async fn serve<S>(
         let guard = CallGuard(svc_calls.clone());
         async move {
             let (resp, log) = request::handle(req, &fe, &conn_info, &pick).await;
+            let streamed_grpc = !http_body::Body::is_end_stream(resp.body())
+                && matches!(resp.body(), ProxyBody::H2(_) | ProxyBody::H1(_))
+                && grpc::is_grpc(resp.headers());
+            let hard_stop = streamed_grpc.then(|| HardStopWatch {
+                stop: fe.hard_stop.clone(),
+                wait: None,
+                fired: false,
+            });
             Ok::<_, Infallible>(resp.map(|inner| ClientBody {
                 inner,
                 _call: guard,
                 log,
+                hard_stop,
             }))
         }
     });
