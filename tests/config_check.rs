@@ -620,18 +620,9 @@ fn ignored_options_warn() {
             "'option http-server-close' has no effect in weir, ignored",
         ),
         (
-            "option redispatch",
-            "'option redispatch' has no effect in weir yet, ignored",
-        ),
-        (
-            "no option redispatch",
-            "'no option redispatch' has no effect in weir yet, ignored",
-        ),
-        (
             "option ssl-hello-chk",
             "'option ssl-hello-chk' has no effect in weir yet, ignored",
         ),
-        ("retries 3", "'retries' has no effect in weir yet, ignored"),
         (
             "errorfile 503 /x.http",
             "'errorfile' has no effect in weir yet, ignored",
@@ -649,6 +640,26 @@ fn ignored_options_warn() {
             "{line}"
         );
     }
+}
+
+/// `retries`, `retry-on`, `retry-buffer` and `option redispatch` act now:
+/// no warning, and the values reach the backend.
+#[test]
+fn retry_keywords_are_not_ignored() {
+    for line in [
+        "retries 3",
+        "option redispatch",
+        "no option redispatch",
+        "retry-on conn-failure unavailable",
+        "retry-buffer 16k",
+    ] {
+        let cfg = with_tail(&format!("defaults\n    {line}\n"));
+        assert!(warnings(&cfg).is_empty(), "{line}: {:?}", warnings(&cfg));
+    }
+    let cfg = with_tail("defaults\n    retries 5\n    option redispatch\n");
+    let o = &ok(&cfg).backends[0].options;
+    assert_eq!(o.retries, Some(5));
+    assert!(o.redispatch);
 }
 
 #[test]

@@ -471,7 +471,8 @@ async fn server_certificates_are_verified() {
             .state
             .total
             .load(std::sync::atomic::Ordering::Relaxed),
-        1
+        4,
+        "the first attempt and HAProxy's default 3 retries on conn-failure"
     );
     let cfg = cfg.replace("ssl ca-file", "ssl verify none ca-file");
     let proxy = weir::proxy::start(load(&cfg).config).await.expect("starts");

@@ -36,6 +36,10 @@ pub struct Backend {
     pub http_response: Vec<config::Rule<config::ResAction>>,
     /// `option forwardfor` on the backend.
     pub forwardfor: Option<config::ForwardFor>,
+    /// `retries`, `retry-on`, `option redispatch`, `retry-buffer`.
+    pub retry: crate::http::retry::Policy,
+    /// Bounds retries to a share of the backend's calls.
+    pub retry_budget: crate::http::retry::RetryBudget,
     balancer: Box<dyn Balancer>,
     /// Woken when a call slot frees up while calls are queued.
     slot_freed: Notify,
@@ -108,6 +112,8 @@ impl Backend {
             http_request: b.http_request.clone(),
             http_response: b.http_response.clone(),
             forwardfor: b.options.forwardfor.clone(),
+            retry: crate::http::retry::Policy::of(&b.options),
+            retry_budget: Default::default(),
             balancer,
             slot_freed: Notify::new(),
             queued: AtomicUsize::new(0),
@@ -145,6 +151,44 @@ impl Backend {
             server,
             backend: self.clone(),
         })
+    }
+
+    /// A slot for a retry: on `failed` again (without `option redispatch`),
+    /// else on another usable server when there is one. Falls back to
+    /// [`Backend::take`] (which may pick `failed` or queue).
+    pub async fn take_retry(
+        self: &Arc<Self>,
+        ctx: &PickCtx,
+        failed: &Arc<Server>,
+    ) -> Result<Slot, ProxyError> {
+        let other = |s: &Arc<Server>| !Arc::ptr_eq(s, failed);
+        let slot = if !self.retry.redispatch {
+            (failed.is_eligible() && failed.try_take().is_some()).then(|| Slot {
+                server: failed.clone(),
+                backend: self.clone(),
+            })
+        } else if self.backups.is_empty() || self.active.iter().any(|s| s.is_eligible()) {
+            self.balancer
+                .pick(&self.active, ctx, &mut |s| {
+                    other(s) && s.is_eligible() && s.try_take().is_some()
+                })
+                .map(|i| Slot {
+                    server: self.active[i].clone(),
+                    backend: self.clone(),
+                })
+        } else {
+            self.backups
+                .iter()
+                .find(|s| other(s) && s.is_eligible() && s.try_take().is_some())
+                .map(|s| Slot {
+                    server: s.clone(),
+                    backend: self.clone(),
+                })
+        };
+        match slot {
+            Some(s) => Ok(s),
+            None => self.take(ctx).await,
+        }
     }
 
     /// Picks a server for one call (HTTP) or connection (TCP). When every

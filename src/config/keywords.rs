@@ -314,6 +314,18 @@ pub(crate) static KEYWORDS: &[Keyword] = &[
     ),
     kw("retries", BE, "retries <number>", P(p::retries)),
     kw(
+        "retry-on",
+        BE,
+        "retry-on <event> [<event> ...]",
+        P(p::retry::retry_on),
+    ),
+    kw(
+        "retry-buffer",
+        BE,
+        "retry-buffer <size>",
+        P(p::retry::retry_buffer),
+    ),
+    kw(
         "default-server",
         BE,
         "default-server [<option> ...]",
@@ -385,6 +397,8 @@ pub(crate) enum OptionKind {
     TcpCheck,
     /// `option httpchk [<method> <uri> [<version>]]`
     HttpChk,
+    /// `option redispatch [<interval>]`
+    Redispatch,
     Ignored(Effect),
 }
 
@@ -418,7 +432,7 @@ pub(crate) static OPTIONS: &[OptionDef] = &[
     opt("log-health-checks", OB, false, Ign(Yet)),
     opt("forwardfor", OA, true, OptionKind::Forwardfor),
     opt("originalto", OA, true, Ign(Yet)),
-    opt("redispatch", OB, true, Ign(Yet)),
+    opt("redispatch", OB, true, OptionKind::Redispatch),
     opt("abortonclose", OB, false, Ign(Yet)),
     opt("allbackups", OB, false, Ign(Yet)),
     opt("persist", OB, false, Ign(Yet)),

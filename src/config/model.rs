@@ -154,6 +154,58 @@ pub struct Options {
     pub logasap: bool,
     /// `option forwardfor [except <net>] [header <name>] [if-none]`
     pub forwardfor: Option<ForwardFor>,
+    /// `retries <n>` (unset: [`Options::DEFAULT_RETRIES`]).
+    pub retries: Option<u32>,
+    /// `retry-on <events>` (unset: `conn-failure`).
+    pub retry_on: Option<RetryOn>,
+    /// `retry-buffer <size>`: the largest request body kept for replay
+    /// (unset: [`Options::DEFAULT_RETRY_BUFFER`]).
+    pub retry_buffer: Option<u64>,
+    /// `option redispatch`: a retry goes to another server when it can.
+    pub redispatch: bool,
+}
+
+impl Options {
+    /// HAProxy's default `retries`.
+    pub const DEFAULT_RETRIES: u32 = 3;
+    /// Default `retry-buffer`: 64 KiB.
+    pub const DEFAULT_RETRY_BUFFER: u64 = 64 << 10;
+}
+
+/// `retry-on`: the failures after which a call is tried again (a bit set).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct RetryOn(pub u8);
+
+impl RetryOn {
+    /// Connect refused or timed out, TLS handshake failed: nothing was sent.
+    pub const CONN_FAILURE: RetryOn = RetryOn(1);
+    /// The server closed the connection before any response header.
+    pub const EMPTY_RESPONSE: RetryOn = RetryOn(2);
+    /// HTTP/2 REFUSED_STREAM, or GOAWAY not covering the call's stream.
+    pub const REFUSED_STREAM: RetryOn = RetryOn(4);
+    /// A trailers-only gRPC answer with `grpc-status: 14`.
+    pub const UNAVAILABLE: RetryOn = RetryOn(8);
+    /// A trailers-only gRPC answer with `grpc-status: 8`.
+    pub const RESOURCE_EXHAUSTED: RetryOn = RetryOn(16);
+    /// An HTTP 503 response head.
+    pub const HTTP_503: RetryOn = RetryOn(32);
+    pub const NONE: RetryOn = RetryOn(0);
+    pub const ALL: RetryOn = RetryOn(63);
+    /// HAProxy's default: `conn-failure`.
+    pub const DEFAULT: RetryOn = RetryOn::CONN_FAILURE;
+
+    pub const fn contains(self, other: RetryOn) -> bool {
+        self.0 & other.0 == other.0 && other.0 != 0
+    }
+
+    pub const fn union(self, other: RetryOn) -> RetryOn {
+        RetryOn(self.0 | other.0)
+    }
+
+    /// Only failures where nothing reached a server.
+    pub const fn nothing_sent_only(self) -> bool {
+        self.0 & !RetryOn::CONN_FAILURE.0 == 0
+    }
 }
 
 /// `option forwardfor`: the client address goes to the server in a header.

@@ -19,6 +19,7 @@ use super::{
 use super::{Diagnostic, Diags};
 
 pub(crate) mod check;
+pub(crate) mod retry;
 pub(crate) mod rules;
 pub(crate) mod ssl;
 
@@ -363,9 +364,8 @@ pub(crate) fn maxconn(ctx: &mut Ctx, p: &mut ProxyDraft) -> R {
     Ok(())
 }
 
-pub(crate) fn retries(ctx: &mut Ctx, _: &mut ProxyDraft) -> R {
-    parse_u32(ctx.single("<number>")?, 0, u32::MAX)?;
-    ctx.warn_plain("'retries' has no effect in weir yet, ignored".into());
+pub(crate) fn retries(ctx: &mut Ctx, p: &mut ProxyDraft) -> R {
+    p.options.retries = Some(parse_u32(ctx.single("<number>")?, 0, u32::MAX)?);
     Ok(())
 }
 
@@ -420,6 +420,7 @@ pub(crate) fn option(ctx: &mut Ctx, p: &mut ProxyDraft) -> R {
         OptionKind::GrpcCheck | OptionKind::TcpCheck | OptionKind::HttpChk => {
             check::option(ctx, p, &def.kind)?
         }
+        OptionKind::Redispatch => retry::redispatch(ctx, p, on)?,
         OptionKind::Ignored(effect) => ctx.warn_plain(effect.warning(&shown)),
     }
     Ok(())

@@ -158,6 +158,11 @@ impl PendingLog {
             .sum();
     }
 
+    /// How many times the call was tried again (`%rc`).
+    pub fn retries(&mut self, n: u32) {
+        self.rec.retries = n;
+    }
+
     pub fn connect_time(&mut self, d: std::time::Duration) {
         self.rec.tc = ms(d);
     }

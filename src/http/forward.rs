@@ -6,20 +6,19 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Instant;
 
-use bytes::Bytes;
-use futures_util::FutureExt;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Request, Response, Uri, Version};
-use http_body::{Body, Frame};
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
-
 use crate::backend::{Slot, UpstreamProto};
 use crate::config::Timeouts;
 use crate::error::{ErrorKind, ProxyError};
 use crate::http::body::{ProxyBody, UpstreamH1, UpstreamH2};
 use crate::http::deadline::{self, Budget};
 use crate::http::idle::{Activity, IdleTimer};
+use crate::http::retry::ReqBody;
+use bytes::Bytes;
+use futures_util::FutureExt;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, Uri, Version};
+use http_body::{Body, Frame};
+use http_body_util::BodyExt;
 
 /// When the steps of one forward happened (for the access log).
 #[derive(Clone, Copy, Debug)]
@@ -27,6 +26,11 @@ pub struct Timing {
     pub started: Instant,
     /// A stream (HTTP/2) or connection (HTTP/1.1) to the server was ready.
     pub connected: Option<Instant>,
+    /// The request head was handed to the server's connection.
+    pub sent: bool,
+    /// The server refused the stream unprocessed (REFUSED_STREAM, or a
+    /// GOAWAY whose last stream id is below the call's): safe to retry.
+    pub refused: bool,
 }
 
 impl Timing {
@@ -34,6 +38,8 @@ impl Timing {
         Timing {
             started: Instant::now(),
             connected: None,
+            sent: false,
+            refused: false,
         }
     }
 }
@@ -45,9 +51,10 @@ impl Default for Timing {
 }
 
 /// Sends `req` to the server of `slot` and returns the response to stream back.
-/// `budget`: the gRPC call's deadline, sent on as a reduced `grpc-timeout`.
+/// `budget`: the gRPC call's deadline, sent on as a reduced `grpc-timeout`
+/// (recomputed for every attempt of a retried call).
 pub async fn forward(
-    req: Request<Incoming>,
+    req: Request<ReqBody>,
     slot: Slot,
     timeouts: &Timeouts,
     grpc: bool,
@@ -78,7 +85,7 @@ fn upstream_timeout(
 }
 
 async fn forward_h2(
-    req: Request<Incoming>,
+    req: Request<ReqBody>,
     slot: Slot,
     timeouts: &Timeouts,
     grpc: bool,
@@ -155,6 +162,7 @@ async fn forward_h2(
                 format!("could not send request to {}: {e}", server.addr),
             )
         })?;
+    timing.sent = true;
 
     let mut idle = timeouts.server.map(|t| IdleTimer::new(Activity::new(), t));
     let mut cancel_pump = None;
@@ -195,6 +203,10 @@ async fn forward_h2(
         if e.is_go_away() || e.is_io() {
             lease.retire_conn();
         }
+        // Not processed by the server: REFUSED_STREAM, or a GOAWAY that
+        // does not cover this stream (h2 fails such streams with it).
+        timing.refused =
+            e.reason() == Some(h2::Reason::REFUSED_STREAM) || (e.is_go_away() && e.is_remote());
         let kind = if e.is_reset() {
             ErrorKind::UpstreamProtocol
         } else {
@@ -217,7 +229,7 @@ async fn forward_h2(
 }
 
 async fn forward_h1(
-    req: Request<Incoming>,
+    req: Request<ReqBody>,
     slot: Slot,
     timeouts: &Timeouts,
     grpc: bool,
@@ -228,6 +240,17 @@ async fn forward_h1(
     let mut sender = server.h1.acquire(server.addr, timeouts.connect).await?;
     timing.connected = Some(Instant::now());
     let (mut parts, body) = req.into_parts();
+    // An HTTP/1.1 connection takes the client's body itself: a call whose
+    // body was already read cannot go to one (retries check this first).
+    let body = body.into_incoming().map_err(|_| {
+        ProxyError::new(
+            ErrorKind::Internal,
+            format!(
+                "request body already read, cannot resend it to HTTP/1.1 server {}",
+                server.name
+            ),
+        )
+    })?;
     if !parts.headers.contains_key(header::HOST) {
         if let Some(a) = parts.uri.authority() {
             if let Ok(v) = HeaderValue::from_str(a.as_str()) {
@@ -243,6 +266,7 @@ async fn forward_h1(
     parts.version = Version::HTTP_11;
     strip_hop_by_hop(&mut parts.headers);
     upstream_timeout(&mut parts.headers, grpc, budget)?;
+    timing.sent = true;
     let fut = sender.send_request(Request::from_parts(parts, body));
     let resp = match timeouts.server {
         Some(t) => tokio::time::timeout(t, fut).await.map_err(|_| {
@@ -275,7 +299,7 @@ async fn forward_h1(
 /// `cancel` (calls with a deadline): when it fires or its sender is dropped
 /// (the call ended in weir), the upstream stream is reset with CANCEL.
 async fn pump_request(
-    mut body: Incoming,
+    mut body: ReqBody,
     mut tx: h2::SendStream<Bytes>,
     first: Option<Frame<Bytes>>,
     activity: Option<Arc<Activity>>,

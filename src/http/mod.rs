@@ -9,6 +9,7 @@ pub mod grpc;
 pub mod idle;
 pub mod request;
 pub mod respond;
+pub mod retry;
 pub mod rules;
 
 use std::convert::Infallible;

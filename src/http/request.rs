@@ -5,7 +5,8 @@
 //! 3. `use_backend` rules pick the backend (else `default_backend`);
 //! 4. the backend's `http-request` rules run, `option forwardfor` applies;
 //! 5. the backend picks a server (maybe after queueing) and the call is
-//!    forwarded;
+//!    forwarded; a failed attempt may be tried again (`retries`, `retry-on`,
+//!    see [`crate::http::retry`]) while nothing reached the client;
 //! 6. `http-response` rules (backend's, then frontend's) edit the response head.
 //!
 //! A gRPC call with `grpc-timeout` has a deadline from the moment its headers
@@ -19,12 +20,13 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 
 use crate::backend::balance::PickCtx;
-use crate::backend::CallResult;
+use crate::backend::{Backend, CallResult, Server, UpstreamProto};
 use crate::error::{ErrorKind, ProxyError};
 use crate::http::access_log::{ConnInfo, PendingLog};
 use crate::http::body::ProxyBody;
 use crate::http::deadline::Deadline;
 use crate::http::forward::{self, Timing};
+use crate::http::retry::{self, Replay, ReqBody};
 use crate::http::rules::{self, Env, Outcome, ReqHead};
 use crate::http::{grpc, respond};
 use crate::runtime::Frontend;
@@ -84,43 +86,135 @@ pub async fn handle(
         },
         None => backend.take(pick).await,
     };
-    let slot = match taken {
+    let mut slot = match taken {
         Ok(slot) => slot,
         Err(e) => return failed(&e, is_grpc, log),
     };
-    let server = slot.server.clone();
-    if let Some(l) = log.as_mut() {
-        l.server(&server, queued_at.elapsed());
-        l.backend_conns(&backend);
-    }
-    // `sni <expression>` on the server: computed from this request.
-    let sni = server.sni_expr.as_ref().and_then(|e| {
-        let input = env.input(
-            &parts.method,
-            &parts.uri,
-            parts.version,
-            &parts.headers,
-            None,
-        );
-        e.eval(&input).map(|s| s.to_string())
-    });
-    let mut timing = Timing::new();
-    let fwd = forward::forward(
-        Request::from_parts(parts, body),
-        slot,
-        &backend.timeouts,
-        is_grpc,
-        deadline.as_ref().map(|d| d.budget),
-        &mut timing,
-        sni,
-    );
-    // The deadline wins over a late response; the dropped call's upstream
-    // stream is reset (CANCEL).
-    let result = match deadline.as_mut() {
-        Some(d) => d.run(fwd).await.and_then(|r| r),
-        None => fwd.await,
+    // Retries: the body is recorded as it is forwarded (up to
+    // `retry-buffer`) and the head kept, so that a failed attempt can be
+    // sent again while nothing reached the client (http::retry).
+    let policy = backend.retry;
+    let (replay, mut body) = if policy.retries > 0 {
+        backend.retry_budget.call();
+        let r = Replay::new(body, policy.record_limit());
+        let b = r.attempt();
+        (Some(r), b)
+    } else {
+        (None, ReqBody::Live(body))
     };
+    let saved = replay.as_ref().map(|_| {
+        (
+            parts.method.clone(),
+            parts.uri.clone(),
+            parts.version,
+            parts.headers.clone(),
+        )
+    });
+    let mut parts = Some(parts);
+    let mut retries = 0u32;
+    let mut queued = queued_at.elapsed();
+    let (server, timing, result) = loop {
+        let server = slot.server.clone();
+        if let Some(l) = log.as_mut() {
+            l.server(&server, queued);
+            l.backend_conns(&backend);
+        }
+        let req = match (parts.take(), &saved) {
+            (Some(p), _) => Request::from_parts(p, body),
+            (None, Some((method, uri, version, headers))) => {
+                let mut r = Request::new(body);
+                *r.method_mut() = method.clone();
+                *r.uri_mut() = uri.clone();
+                *r.version_mut() = *version;
+                *r.headers_mut() = headers.clone();
+                r
+            }
+            (None, None) => unreachable!("a retry keeps the request head"),
+        };
+        // `sni <expression>` on the server: computed from this request.
+        let sni = server.sni_expr.as_ref().and_then(|e| {
+            let input = env.input(req.method(), req.uri(), req.version(), req.headers(), None);
+            e.eval(&input).map(|s| s.to_string())
+        });
+        let mut timing = Timing::new();
+        let fwd = forward::forward(
+            req,
+            slot,
+            &backend.timeouts,
+            is_grpc,
+            deadline.as_ref().map(|d| d.budget),
+            &mut timing,
+            sni,
+        );
+        // The deadline wins over a late response; the dropped call's upstream
+        // stream is reset (CANCEL).
+        let result = match deadline.as_mut() {
+            Some(d) => d.run(fwd).await.and_then(|r| r),
+            None => fwd.await,
+        };
+        // Passive health judges every attempt.
+        let event = match &result {
+            Err(e) if e.kind == ErrorKind::DeadlineExceeded => None,
+            Err(e) => {
+                observe_error(&backend, &server, e);
+                retry::event_of_error(e, &timing)
+            }
+            Ok(resp) => {
+                observe_response(&backend, &server, resp, is_grpc);
+                retry::event_of_response(resp, is_grpc)
+            }
+        };
+        let Some(replay) = replay.as_ref() else {
+            break (server, timing, result);
+        };
+        let wanted = retries < policy.retries
+            && event.is_some_and(|ev| policy.on.contains(ev))
+            && replay.can_replay()
+            && backend.retry_budget.try_retry();
+        if !wanted {
+            break (server, timing, result);
+        }
+        // A trailers-only answer is all head: keep it (for when no retry
+        // can be made after all) and let its stream and slot go now.
+        let result = match result {
+            Ok(r) if http_body::Body::is_end_stream(r.body()) => {
+                Ok(Response::from_parts(r.into_parts().0, ProxyBody::Empty))
+            }
+            other => other,
+        };
+        let retry_at = Instant::now();
+        let next = match deadline.as_mut() {
+            Some(d) => match d.run(backend.take_retry(pick, &server)).await {
+                Ok(r) => r,
+                Err(e) => return expired(&e, "sQ", log),
+            },
+            None => backend.take_retry(pick, &server).await,
+        };
+        match next {
+            // An HTTP/1.1 server takes the client's body itself: only a
+            // body not read yet can go to one.
+            Ok(s) if s.server.proto == UpstreamProto::H2 || replay.untouched() => {
+                retries += 1;
+                tracing::debug!(
+                    backend = %backend.name,
+                    from = %server.name,
+                    to = %s.server.name,
+                    retry = retries,
+                    event = ?event,
+                    "retrying call"
+                );
+                slot = s;
+                body = replay.attempt();
+                queued = retry_at.elapsed();
+            }
+            _ => break (server, timing, result),
+        }
+    };
+    if let Some(r) = replay.as_ref() {
+        r.finish();
+    }
     if let Some(l) = log.as_mut() {
+        l.retries(retries);
         if let Some(c) = timing.connected {
             l.connect_time(c - timing.started);
             l.response_time(c.elapsed());
@@ -137,19 +231,6 @@ pub async fn handle(
             return expired(&e, stage, log);
         }
         Err(mut e) => {
-            if server.passive.is_some() {
-                let result = match e.kind {
-                    ErrorKind::ConnectFailed
-                    | ErrorKind::ConnectTimeout
-                    | ErrorKind::UpstreamClosed
-                    | ErrorKind::UpstreamProtocol => Some(CallResult::Layer4),
-                    ErrorKind::ServerTimeout => Some(CallResult::Layer7),
-                    _ => None,
-                };
-                if let Some(r) = result {
-                    crate::backend::observe(&backend, &server, r, &e.message);
-                }
-            }
             // Name the backend/server, as HAProxy's logs do.
             e.message = format!("{}/{}: {}", backend.name, server.name, e.message);
             tracing::debug!(frontend = %fe.name, backend = %backend.name, error = %e, "proxy error");
@@ -158,20 +239,6 @@ pub async fn handle(
     };
     if let (Some(d), ProxyBody::H2(u)) = (deadline, resp.body_mut()) {
         u.set_deadline(d);
-    }
-    // Passive health: a trailers-only gRPC answer or a plain HTTP status is
-    // judged now; a streamed gRPC call when its trailers arrive (http::body).
-    if server.passive.is_some() {
-        let status = rules::grpc_status(resp.headers());
-        let judged = if is_grpc {
-            status.map(|c| (CallResult::of_grpc(Some(c)), format!("grpc-status {c}")))
-        } else {
-            let st = resp.status().as_u16();
-            Some((CallResult::of_http(st), format!("HTTP status {st}")))
-        };
-        if let Some((r, info)) = judged {
-            crate::backend::observe(&backend, &server, r, &info);
-        }
     }
     let Some(head) = head else {
         return done(resp, log, fe.logasap);
@@ -184,6 +251,43 @@ pub async fn handle(
         }
     }
     done(Response::from_parts(rparts, rbody), log, fe.logasap)
+}
+
+/// Passive health of a failed attempt.
+fn observe_error(backend: &Backend, server: &Server, e: &ProxyError) {
+    if server.passive.is_none() {
+        return;
+    }
+    let result = match e.kind {
+        ErrorKind::ConnectFailed
+        | ErrorKind::ConnectTimeout
+        | ErrorKind::UpstreamClosed
+        | ErrorKind::UpstreamProtocol => Some(CallResult::Layer4),
+        ErrorKind::ServerTimeout => Some(CallResult::Layer7),
+        _ => None,
+    };
+    if let Some(r) = result {
+        crate::backend::observe(backend, server, r, &e.message);
+    }
+}
+
+/// Passive health of a response head: a trailers-only gRPC answer or a
+/// plain HTTP status is judged now; a streamed gRPC call when its trailers
+/// arrive (http::body).
+fn observe_response(backend: &Backend, server: &Server, resp: &Response<ProxyBody>, is_grpc: bool) {
+    if server.passive.is_none() {
+        return;
+    }
+    let judged = if is_grpc {
+        rules::grpc_status(resp.headers())
+            .map(|c| (CallResult::of_grpc(Some(c)), format!("grpc-status {c}")))
+    } else {
+        let st = resp.status().as_u16();
+        Some((CallResult::of_http(st), format!("HTTP status {st}")))
+    };
+    if let Some((r, info)) = judged {
+        crate::backend::observe(backend, server, r, &info);
+    }
 }
 
 fn failed(
