@@ -64,6 +64,8 @@ pub enum ErrorKind {
     DeadlineExceeded,
     /// Every usable server was full and the call waited too long in the queue.
     QueueTimeout,
+    /// Every usable server was full and the queue too (`maxqueue`).
+    QueueFull,
     /// The client's request could not be understood.
     BadRequest,
     /// The client went away or reset the call before it was sent on.
@@ -96,6 +98,7 @@ impl ErrorKind {
             ServerTimeout => (504, G::DeadlineExceeded, "sH"),
             DeadlineExceeded => (504, G::DeadlineExceeded, "sH"),
             QueueTimeout => (503, G::ResourceExhausted, "sQ"),
+            QueueFull => (503, G::ResourceExhausted, "sQ"),
             BadRequest => (400, G::Internal, "PR"),
             ClientAborted => (499, G::Cancelled, "CH"),
             Internal => (500, G::Internal, "PI"),
@@ -115,6 +118,7 @@ impl ErrorKind {
                 | ErrorKind::ConnectFailed
                 | ErrorKind::ConnectTimeout
                 | ErrorKind::QueueTimeout
+                | ErrorKind::QueueFull
         )
     }
 }
@@ -125,6 +129,11 @@ impl ErrorKind {
 pub struct ProxyError {
     pub kind: ErrorKind,
     pub message: String,
+    /// For overload answers (a full queue, a queue timeout): how long the
+    /// client should wait before trying again, sent to gRPC clients as
+    /// `grpc-retry-pushback-ms` (gRFC A6) and to HTTP clients as
+    /// `Retry-After` (whole seconds, rounded up).
+    pub retry_pushback: Option<std::time::Duration>,
 }
 
 impl ProxyError {
@@ -132,7 +141,14 @@ impl ProxyError {
         ProxyError {
             kind,
             message: message.into(),
+            retry_pushback: None,
         }
+    }
+
+    /// The same error, telling the client to wait `d` before a retry.
+    pub fn with_pushback(mut self, d: std::time::Duration) -> Self {
+        self.retry_pushback = Some(d);
+        self
     }
 }
 
@@ -188,5 +204,17 @@ mod tests {
             ErrorKind::DeadlineExceeded.reply().grpc,
             GrpcCode::DeadlineExceeded
         );
+    }
+
+    #[test]
+    fn queue_overload_is_resource_exhausted() {
+        for k in [ErrorKind::QueueTimeout, ErrorKind::QueueFull] {
+            let r = k.reply();
+            assert_eq!(
+                (r.http_status, r.grpc, r.termination),
+                (503, GrpcCode::ResourceExhausted, "sQ")
+            );
+            assert!(k.nothing_sent());
+        }
     }
 }

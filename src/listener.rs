@@ -82,6 +82,10 @@ pub async fn accept_loop(
     };
     let builder = Arc::new(crate::http::builder(&fe, bind.proto));
     let tls = bind.tls.clone();
+    let age = crate::http::ConnAge {
+        max: bind.max_age,
+        grace: bind.max_age_grace,
+    };
     loop {
         // Biased: once a reload or shutdown has stopped this generation, it
         // never takes another connection from the (shared) socket.
@@ -111,7 +115,7 @@ pub async fn accept_loop(
         tokio::spawn(async move {
             let _permits = permits;
             let _counted = Counted::new(fe.clone());
-            handle_conn(stream, peer, fe, tls, builder, shutdown).await;
+            handle_conn(stream, peer, fe, tls, age, builder, shutdown).await;
         });
     }
 }
@@ -121,6 +125,7 @@ async fn handle_conn(
     peer: SocketAddr,
     fe: Arc<Frontend>,
     tls: Option<BindTls>,
+    age: crate::http::ConnAge,
     builder: Arc<hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>>,
     shutdown: watch::Receiver<bool>,
 ) {
@@ -128,7 +133,7 @@ async fn handle_conn(
     let Some(tls) = tls else {
         return match fe.mode {
             Mode::Http => {
-                crate::http::serve(stream, peer, local, None, fe, builder, shutdown).await
+                crate::http::serve(stream, peer, local, None, age, fe, builder, shutdown).await
             }
             Mode::Tcp => crate::l4::serve(stream, peer, local, fe, shutdown).await,
         };
@@ -165,7 +170,7 @@ async fn handle_conn(
     };
     match fe.mode {
         Mode::Http => {
-            crate::http::serve(stream, peer, local, Some(info), fe, builder, shutdown).await
+            crate::http::serve(stream, peer, local, Some(info), age, fe, builder, shutdown).await
         }
         Mode::Tcp => crate::l4::serve(stream, peer, local, fe, shutdown).await,
     }

@@ -89,6 +89,8 @@ pub struct Frontend {
     pub forwardfor: Option<ForwardFor>,
     /// The proxy's hard stop (shared by every generation).
     pub hard_stop: Arc<HardStop>,
+    /// `h2-keepalive`: PINGs to HTTP/2 clients.
+    pub h2_keepalive: Option<crate::config::H2Keepalive>,
     pub timeouts: Timeouts,
     /// `maxconn` on the frontend.
     pub conns: Option<Arc<Semaphore>>,
@@ -180,6 +182,7 @@ impl Snapshot {
                 httplog,
                 logasap: f.options.logasap,
                 forwardfor: f.options.forwardfor.clone(),
+                h2_keepalive: f.h2_keepalive,
                 hard_stop: previous
                     .map(|p| p.hard_stop.clone())
                     .unwrap_or_else(|| hard_stop.clone()),

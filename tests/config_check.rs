@@ -1375,7 +1375,7 @@ fn bad_servers() {
         ("server s 127.0.0.1:1 ssl ca-file /nonexistent/ca.pem", "unable to load CA file '/nonexistent/ca.pem': No such file or directory (os error 2)"),
         ("server s 127.0.0.1:1 check-alpn h2", "'check-alpn' is not supported yet"),
         ("server s 127.0.0.1:1 wieght 2", "unknown option 'wieght'; did you mean 'weight' maybe ?"),
-        ("server s 127.0.0.1:1 zzz", "unknown option 'zzz' (expected 'proto', 'weight', 'maxconn', 'disabled', 'enabled', 'check', 'no-check', 'inter', 'fastinter', 'downinter', 'rise', 'fall', 'port', 'addr', 'check-proto', 'backup', 'no-backup', 'ssl', 'no-ssl', 'verify', 'ca-file', 'crt', 'alpn', 'sni', 'verifyhost', 'check-ssl', 'no-check-ssl', 'check-sni', 'ssl-min-ver', 'ssl-max-ver', 'ciphersuites', 'no-sslv3', 'no-tlsv10', 'no-tlsv11', 'no-tlsv12', 'no-tlsv13', 'force-tlsv12', 'force-tlsv13', 'observe', 'error-limit', 'on-error')"),
+        ("server s 127.0.0.1:1 zzz", "unknown option 'zzz' (expected 'proto', 'weight', 'maxconn', 'maxqueue', 'disabled', 'enabled', 'check', 'no-check', 'inter', 'fastinter', 'downinter', 'rise', 'fall', 'port', 'addr', 'check-proto', 'backup', 'no-backup', 'ssl', 'no-ssl', 'verify', 'ca-file', 'crt', 'alpn', 'sni', 'verifyhost', 'check-ssl', 'no-check-ssl', 'check-sni', 'ssl-min-ver', 'ssl-max-ver', 'ciphersuites', 'no-sslv3', 'no-tlsv10', 'no-tlsv11', 'no-tlsv12', 'no-tlsv13', 'force-tlsv12', 'force-tlsv13', 'observe', 'error-limit', 'on-error')"),
         ("server s/1 127.0.0.1:1", "character '/' is not permitted in server name 's/1'"),
     ];
     for (line, message) in cases {

@@ -1,16 +1,37 @@
 //! Backends at run time: the server list, the balancer, the wait queue for
 //! calls that find every usable server at `maxconn`, and upstream pools.
+//!
+//! # The wait queue
+//!
+//! A call that finds every eligible server at `maxconn` waits in the
+//! backend's queue. Waiters are ordered by (deadline, arrival): calls with a
+//! gRPC deadline first, earliest deadline first, then calls without one in
+//! arrival order. Slots are handed out by [`Backend::dispatch`], under the
+//! queue's lock: it picks a server for the first waiter, gives it the slot
+//! and wakes that one task only (no thundering herd), and goes on while
+//! servers have room. It runs when a slot is freed ([`Slot`]'s drop) and
+//! when a call joins the queue.
+//!
+//! A waiter whose future is dropped (client gone, deadline, `timeout
+//! queue`) leaves the queue; a slot it was given but did not take yet is
+//! dropped, which dispatches it to the next waiter: slots are never lost.
+//!
+//! The fast path takes no lock and allocates nothing: while the queue is
+//! empty a call picks a server with atomics alone. While calls wait, new
+//! calls join the queue (so they cannot overtake earlier deadlines).
 
 pub mod balance;
 pub mod h1pool;
 pub mod pool;
 pub mod server;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{fence, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use tokio::time::Instant;
 
 use crate::config::{self, Mode, Timeouts};
 use crate::error::{ErrorKind, ProxyError};
@@ -41,9 +62,36 @@ pub struct Backend {
     /// Bounds retries to a share of the backend's calls.
     pub retry_budget: crate::http::retry::RetryBudget,
     balancer: Box<dyn Balancer>,
-    /// Woken when a call slot frees up while calls are queued.
-    slot_freed: Notify,
+    /// Calls waiting for a slot, in (deadline, arrival) order.
+    queue: Mutex<WaitQueue>,
+    /// `queue.waiting.len()`, readable without the lock (the fast path).
     queued: AtomicUsize,
+    /// How many calls may wait (`maxqueue`); `None`: no limit.
+    pub maxqueue: Option<usize>,
+}
+
+/// Where a waiter sits in the queue: calls with a deadline first (earliest
+/// first), then those without; arrival order among equals.
+type QueueKey = (bool, Option<Instant>, u64);
+
+#[derive(Default)]
+struct WaitQueue {
+    waiting: BTreeMap<QueueKey, Waiting>,
+    /// What dispatch gave waiters that have not taken it yet, by arrival
+    /// number.
+    granted: HashMap<u64, Grant>,
+    next_seq: u64,
+}
+
+struct Waiting {
+    ctx: PickCtx,
+    waker: Option<Waker>,
+}
+
+enum Grant {
+    Slot(Slot),
+    /// No server of the backend is usable any more.
+    NoServer,
 }
 
 /// One call's claim on a server: counts against the server's `maxconn`
@@ -62,7 +110,7 @@ impl Slot {
 }
 
 /// Passive health for a call that went to `server` of `backend`.
-pub fn observe(backend: &Backend, server: &Server, result: server::CallResult, info: &str) {
+pub fn observe(backend: &Arc<Backend>, server: &Server, result: server::CallResult, info: &str) {
     if let Some(action) = server.observe(result) {
         crate::health::on_error(backend, server, action, info);
     }
@@ -71,8 +119,11 @@ pub fn observe(backend: &Backend, server: &Server, result: server::CallResult, i
 impl Drop for Slot {
     fn drop(&mut self) {
         self.server.drop_one();
-        if self.backend.queued.load(Ordering::Acquire) > 0 {
-            self.backend.slot_freed.notify_one();
+        // Pairs with the fence in `Backend::enqueue`: either this sees the
+        // new waiter, or the waiter's dispatch sees the freed slot.
+        fence(Ordering::SeqCst);
+        if self.backend.queued.load(Ordering::Relaxed) > 0 {
+            self.backend.dispatch();
         }
     }
 }
@@ -115,8 +166,9 @@ impl Backend {
             retry: crate::http::retry::Policy::of(&b.options),
             retry_budget: Default::default(),
             balancer,
-            slot_freed: Notify::new(),
+            queue: Mutex::new(WaitQueue::default()),
             queued: AtomicUsize::new(0),
+            maxqueue: queue_limit(b),
         }
     }
 
@@ -155,11 +207,13 @@ impl Backend {
 
     /// A slot for a retry: on `failed` again (without `option redispatch`),
     /// else on another usable server when there is one. Falls back to
-    /// [`Backend::take`] (which may pick `failed` or queue).
+    /// [`Backend::take_until`] (which may pick `failed` or queue), with the
+    /// call's `deadline` as its place in the queue.
     pub async fn take_retry(
         self: &Arc<Self>,
         ctx: &PickCtx,
         failed: &Arc<Server>,
+        deadline: Option<Instant>,
     ) -> Result<Slot, ProxyError> {
         let other = |s: &Arc<Server>| !Arc::ptr_eq(s, failed);
         let slot = if !self.retry.redispatch {
@@ -187,56 +241,346 @@ impl Backend {
         };
         match slot {
             Some(s) => Ok(s),
-            None => self.take(ctx).await,
+            None => self.take_until(ctx, deadline).await,
         }
     }
 
-    /// Picks a server for one call (HTTP) or connection (TCP). When every
-    /// eligible server is at `maxconn` the call waits, up to `timeout queue`
-    /// (or `timeout connect` when that is unset, as HAProxy does).
+    /// [`Backend::take_until`] for a call or connection without a deadline.
     pub async fn take(self: &Arc<Self>, ctx: &PickCtx) -> Result<Slot, ProxyError> {
-        if let Some(slot) = self.try_pick(ctx) {
-            return Ok(slot);
+        self.take_until(ctx, None).await
+    }
+
+    /// Picks a server for one call (HTTP) or connection (TCP). When every
+    /// eligible server is at `maxconn` the call waits in the queue, ordered
+    /// by `deadline` (the call's own, `None`: after every call that has
+    /// one), up to `timeout queue` (or `timeout connect` when that is
+    /// unset, as HAProxy does). A full queue (`maxqueue`) is answered at
+    /// once. The caller bounds the wait by `deadline` itself (dropping this
+    /// future leaves the queue).
+    pub async fn take_until(
+        self: &Arc<Self>,
+        ctx: &PickCtx,
+        deadline: Option<Instant>,
+    ) -> Result<Slot, ProxyError> {
+        // Fast path: no lock, no allocation, while nobody waits.
+        if self.queued.load(Ordering::Acquire) == 0 {
+            if let Some(slot) = self.try_pick(ctx) {
+                return Ok(slot);
+            }
         }
         if !self.servers.iter().any(|s| s.is_eligible()) {
             return Err(self.no_server());
         }
         let wait = self.timeouts.queue.or(self.timeouts.connect);
-        let deadline = wait.map(|w| tokio::time::Instant::now() + w);
-        self.queued.fetch_add(1, Ordering::AcqRel);
-        let _unqueue = Unqueue(&self.queued);
-        loop {
-            let notified = self.slot_freed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if let Some(slot) = self.try_pick(ctx) {
-                return Ok(slot);
-            }
-            if !self.servers.iter().any(|s| s.is_eligible()) {
-                return Err(self.no_server());
-            }
-            match deadline {
-                Some(d) => {
-                    if tokio::time::timeout_at(d, notified).await.is_err() {
-                        return Err(ProxyError::new(
-                            ErrorKind::QueueTimeout,
-                            format!(
-                                "queue timeout after {}ms: every server of backend {} is at maxconn",
-                                wait.unwrap_or(Duration::ZERO).as_millis(),
-                                self.name
-                            ),
-                        ));
-                    }
+        let mut waiter = self.enqueue(ctx, deadline)?;
+        let granted = std::future::poll_fn(|cx| waiter.poll_grant(cx));
+        let grant = match wait {
+            Some(w) => match tokio::time::timeout(w, granted).await {
+                Ok(g) => g,
+                Err(_) => {
+                    return Err(ProxyError::new(
+                        ErrorKind::QueueTimeout,
+                        format!(
+                            "queue timeout after {}ms: every server of backend {} is at maxconn",
+                            w.as_millis(),
+                            self.name
+                        ),
+                    )
+                    .with_pushback(self.retry_pushback()));
                 }
-                None => notified.await,
+            },
+            None => granted.await,
+        };
+        match grant {
+            Grant::Slot(slot) => Ok(slot),
+            Grant::NoServer => Err(self.no_server()),
+        }
+    }
+
+    /// What `grpc-retry-pushback-ms` tells a client that was turned away
+    /// by a full queue or a queue timeout: the backend's queue wait
+    /// (`timeout queue`, else `timeout connect`), else one second.
+    pub fn retry_pushback(&self) -> Duration {
+        self.timeouts
+            .queue
+            .or(self.timeouts.connect)
+            .unwrap_or(Duration::from_secs(1))
+    }
+
+    /// Puts a call in the queue (or refuses it when `maxqueue` calls wait)
+    /// and hands out what slots are free.
+    fn enqueue(
+        self: &Arc<Self>,
+        ctx: &PickCtx,
+        deadline: Option<Instant>,
+    ) -> Result<Waiter<'_>, ProxyError> {
+        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(max) = self.maxqueue {
+            if q.waiting.len() >= max {
+                return Err(ProxyError::new(
+                    ErrorKind::QueueFull,
+                    format!(
+                        "queue full: {} calls wait for a server of backend {} (maxqueue)",
+                        q.waiting.len(),
+                        self.name
+                    ),
+                )
+                .with_pushback(self.retry_pushback()));
             }
         }
+        let seq = q.next_seq;
+        q.next_seq += 1;
+        let key = (deadline.is_none(), deadline, seq);
+        q.waiting.insert(
+            key,
+            Waiting {
+                ctx: *ctx,
+                waker: None,
+            },
+        );
+        self.queued.store(q.waiting.len(), Ordering::Relaxed);
+        // Pairs with the fence in `Slot::drop`.
+        fence(Ordering::SeqCst);
+        self.dispatch_locked(&mut q);
+        Ok(Waiter {
+            backend: self,
+            key,
+            done: false,
+        })
+    }
+
+    /// Hands free slots to the queue's first waiters, in order.
+    pub fn dispatch(self: &Arc<Self>) {
+        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        self.dispatch_locked(&mut q);
+    }
+
+    fn dispatch_locked(self: &Arc<Self>, q: &mut WaitQueue) {
+        while let Some(first) = q.waiting.first_entry() {
+            let grant = match self.try_pick(&first.get().ctx) {
+                Some(slot) => Grant::Slot(slot),
+                None if !self.servers.iter().any(|s| s.is_eligible()) => Grant::NoServer,
+                None => break,
+            };
+            let ((_, _, seq), waiting) = first.remove_entry();
+            q.granted.insert(seq, grant);
+            if let Some(w) = waiting.waker {
+                w.wake();
+            }
+        }
+        self.queued.store(q.waiting.len(), Ordering::Relaxed);
     }
 }
 
-struct Unqueue<'a>(&'a AtomicUsize);
-impl Drop for Unqueue<'_> {
+/// `maxqueue`: the backend's own limit, and the sum of its servers' when
+/// every server has one; the smaller of the two. 0 means no limit.
+fn queue_limit(b: &config::Backend) -> Option<usize> {
+    let own = b.maxqueue.filter(|&n| n > 0).map(|n| n as usize);
+    let servers = if b.servers.is_empty() {
+        None
+    } else {
+        b.servers
+            .iter()
+            .map(|s| s.maxqueue.filter(|&n| n > 0).map(|n| n as usize))
+            .sum::<Option<usize>>()
+    };
+    match (own, servers) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// One call in the queue; dropping it takes the call out (and passes on a
+/// slot it was given but did not take).
+struct Waiter<'a> {
+    backend: &'a Arc<Backend>,
+    key: QueueKey,
+    done: bool,
+}
+
+impl Waiter<'_> {
+    fn poll_grant(&mut self, cx: &mut Context<'_>) -> Poll<Grant> {
+        let mut q = self.backend.queue.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(g) = q.granted.remove(&self.key.2) {
+            self.done = true;
+            return Poll::Ready(g);
+        }
+        if let Some(w) = q.waiting.get_mut(&self.key) {
+            match &w.waker {
+                Some(old) if old.will_wake(cx.waker()) => {}
+                _ => w.waker = Some(cx.waker().clone()),
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for Waiter<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        if self.done {
+            return;
+        }
+        let mut q = self.backend.queue.lock().unwrap_or_else(|p| p.into_inner());
+        let unclaimed = if q.waiting.remove(&self.key).is_some() {
+            self.backend
+                .queued
+                .store(q.waiting.len(), Ordering::Relaxed);
+            None
+        } else {
+            q.granted.remove(&self.key.2)
+        };
+        drop(q);
+        // Dropped outside the lock: the slot's drop dispatches it on.
+        drop(unclaimed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::Future;
+    use std::pin::Pin;
+
+    /// Backend `be` of a config with `server_opts` on each of `n` servers.
+    fn backend(backend_lines: &str, server_opts: &[&str]) -> Arc<Backend> {
+        let servers: String = server_opts
+            .iter()
+            .enumerate()
+            .map(|(i, o)| format!("    server s{i} 127.0.0.1:{} proto h2 {o}\n", 1000 + i))
+            .collect();
+        let text = format!("backend be\n{backend_lines}{servers}");
+        let loaded = crate::config::parse_str("t.cfg", &text).expect("config parses");
+        Arc::new(Backend::from_config(&loaded.config.backends[0]))
+    }
+
+    async fn poll_once<F: Future>(f: &mut Pin<Box<F>>) -> Poll<F::Output> {
+        std::future::poll_fn(|cx| Poll::Ready(f.as_mut().poll(cx))).await
+    }
+
+    #[tokio::test]
+    async fn free_slots_go_by_deadline_then_arrival() {
+        let be = backend("", &["maxconn 1"]);
+        let ctx = PickCtx::default();
+        let held = be.take(&ctx).await.expect("free server");
+        let now = Instant::now();
+        let mut none1 = Box::pin(be.take_until(&ctx, None));
+        let mut late = Box::pin(be.take_until(&ctx, Some(now + Duration::from_secs(3))));
+        let mut early = Box::pin(be.take_until(&ctx, Some(now + Duration::from_secs(1))));
+        let mut none2 = Box::pin(be.take_until(&ctx, None));
+        assert!(poll_once(&mut none1).await.is_pending());
+        assert!(poll_once(&mut late).await.is_pending());
+        assert!(poll_once(&mut early).await.is_pending());
+        assert!(poll_once(&mut none2).await.is_pending());
+        assert_eq!(be.queued(), 4);
+
+        drop(held);
+        let s = match poll_once(&mut early).await {
+            Poll::Ready(Ok(s)) => s,
+            _ => panic!("the earliest deadline goes first"),
+        };
+        assert!(poll_once(&mut late).await.is_pending());
+        drop(s);
+        let s = match poll_once(&mut late).await {
+            Poll::Ready(Ok(s)) => s,
+            _ => panic!("then the later deadline"),
+        };
+        drop(s);
+        let s = match poll_once(&mut none1).await {
+            Poll::Ready(Ok(s)) => s,
+            _ => panic!("then calls without deadline, in arrival order"),
+        };
+        assert!(poll_once(&mut none2).await.is_pending());
+        drop(s);
+        assert!(matches!(poll_once(&mut none2).await, Poll::Ready(Ok(_))));
+        assert_eq!(be.queued(), 0);
+        assert_eq!(be.servers[0].state.inflight.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_waiter_passes_on_the_slot_it_was_given() {
+        let be = backend("", &["maxconn 1"]);
+        let ctx = PickCtx::default();
+        let held = be.take(&ctx).await.expect("free server");
+        let mut a = Box::pin(be.take_until(&ctx, None));
+        let mut b = Box::pin(be.take_until(&ctx, None));
+        assert!(poll_once(&mut a).await.is_pending());
+        assert!(poll_once(&mut b).await.is_pending());
+        drop(held);
+        // `a` was given the slot but goes away before taking it.
+        assert_eq!(be.queued(), 1);
+        assert_eq!(be.servers[0].state.inflight.load(Ordering::Relaxed), 1);
+        drop(a);
+        let s = match poll_once(&mut b).await {
+            Poll::Ready(Ok(s)) => s,
+            _ => panic!("the slot went on to the next waiter"),
+        };
+        drop(s);
+        drop(b);
+        assert_eq!(be.servers[0].state.inflight.load(Ordering::Relaxed), 0);
+        assert_eq!(be.queued(), 0);
+    }
+
+    #[tokio::test]
+    async fn new_calls_do_not_overtake_waiters() {
+        let be = backend("", &["maxconn 1"]);
+        let ctx = PickCtx::default();
+        let held = be.take(&ctx).await.expect("free server");
+        let mut waiting = Box::pin(be.take_until(&ctx, None));
+        assert!(poll_once(&mut waiting).await.is_pending());
+        drop(held);
+        // The waiter holds the slot now, though its task did not run yet.
+        let mut newcomer = Box::pin(be.take_until(&ctx, None));
+        assert!(poll_once(&mut newcomer).await.is_pending());
+        assert!(matches!(poll_once(&mut waiting).await, Poll::Ready(Ok(_))));
+        assert!(matches!(poll_once(&mut newcomer).await, Poll::Ready(Ok(_))));
+    }
+
+    #[tokio::test]
+    async fn waiters_get_no_server_when_every_server_went_away() {
+        let be = backend("", &["maxconn 1"]);
+        let ctx = PickCtx::default();
+        let held = be.take(&ctx).await.expect("free server");
+        let mut a = Box::pin(be.take_until(&ctx, None));
+        assert!(poll_once(&mut a).await.is_pending());
+        be.servers[0].state.up.store(false, Ordering::Relaxed);
+        drop(held);
+        match poll_once(&mut a).await {
+            Poll::Ready(Err(e)) => assert_eq!(e.kind, ErrorKind::NoServer),
+            _ => panic!("no server"),
+        }
+        assert_eq!(be.queued(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_at_once_with_a_pushback() {
+        let be = backend("    maxqueue 1\n    timeout queue 1500ms\n", &["maxconn 1"]);
+        let ctx = PickCtx::default();
+        let _held = be.take(&ctx).await.expect("free server");
+        let mut a = Box::pin(be.take_until(&ctx, None));
+        assert!(poll_once(&mut a).await.is_pending());
+        let e = be.take(&ctx).await.err().expect("queue full");
+        assert_eq!(e.kind, ErrorKind::QueueFull);
+        assert_eq!(e.retry_pushback, Some(Duration::from_millis(1500)));
+        assert_eq!(be.queued(), 1);
+    }
+
+    #[test]
+    fn maxqueue_of_backend_and_servers() {
+        let limit = |b: &str, s: &[&str]| backend(b, s).maxqueue;
+        assert_eq!(limit("", &["", ""]), None);
+        assert_eq!(limit("    maxqueue 7\n", &["", ""]), Some(7));
+        assert_eq!(limit("", &["maxqueue 2", "maxqueue 3"]), Some(5));
+        // A server without a limit leaves the backend unlimited.
+        assert_eq!(limit("", &["maxqueue 2", ""]), None);
+        assert_eq!(limit("", &["maxqueue 2", "maxqueue 0"]), None);
+        assert_eq!(
+            limit("    maxqueue 4\n", &["maxqueue 2", "maxqueue 3"]),
+            Some(4)
+        );
+        assert_eq!(
+            limit("    maxqueue 9\n", &["maxqueue 2", "maxqueue 3"]),
+            Some(5)
+        );
+        assert_eq!(limit("    maxqueue 0\n", &["maxqueue 1"]), Some(1));
     }
 }

@@ -75,6 +75,8 @@ impl Drop for StreamLease {
 pub struct H2Pool {
     addr: SocketAddr,
     tls: Option<Arc<UpstreamTls>>,
+    /// `h2-keepalive`: PINGs on idle connections detect dead servers.
+    keepalive: Option<crate::config::H2Keepalive>,
     conns: Mutex<Vec<Arc<H2Conn>>>,
     connecting: Mutex<Option<Shared<BoxFuture<'static, ConnectResult>>>>,
     opened: AtomicU64,
@@ -85,10 +87,18 @@ impl H2Pool {
         H2Pool {
             addr,
             tls,
+            keepalive: None,
             conns: Mutex::new(Vec::new()),
             connecting: Mutex::new(None),
             opened: AtomicU64::new(0),
         }
+    }
+
+    /// With `h2-keepalive`: idle connections are PINGed every interval and
+    /// dropped when a PING goes unanswered for the timeout.
+    pub fn with_keepalive(mut self, k: Option<crate::config::H2Keepalive>) -> Self {
+        self.keepalive = k;
+        self
     }
 
     /// Connections opened since start (for tests and stats).
@@ -142,9 +152,14 @@ impl H2Pool {
         }
         let addr = self.addr;
         let tls = self.tls.clone();
-        let fut = async move { connect(addr, tls, timeout).await.map_err(Arc::new) }
-            .boxed()
-            .shared();
+        let keepalive = self.keepalive;
+        let fut = async move {
+            connect(addr, tls, keepalive, timeout)
+                .await
+                .map_err(Arc::new)
+        }
+        .boxed()
+        .shared();
         *slot = Some(fut.clone());
         fut
     }
@@ -224,6 +239,7 @@ impl UpstreamTls {
 async fn connect(
     addr: SocketAddr,
     tls: Option<Arc<UpstreamTls>>,
+    keepalive: Option<crate::config::H2Keepalive>,
     timeout: Option<Duration>,
 ) -> Result<Arc<H2Conn>, ProxyError> {
     let attempt = async {
@@ -235,8 +251,8 @@ async fn connect(
         })?;
         let _ = tcp.set_nodelay(true);
         match tls {
-            Some(t) => h2_handshake(t.handshake(tcp, addr, b"h2").await?, addr).await,
-            None => h2_handshake(tcp, addr).await,
+            Some(t) => h2_handshake(t.handshake(tcp, addr, b"h2").await?, addr, keepalive).await,
+            None => h2_handshake(tcp, addr, keepalive).await,
         }
     };
     match timeout {
@@ -250,9 +266,38 @@ async fn connect(
     }
 }
 
+/// `h2-keepalive`: PINGs the server every interval; resolves (with the
+/// reason) when one is not answered in time. Never resolves without it.
+async fn keep_alive(ping: Option<(crate::config::H2Keepalive, h2::PingPong)>) -> String {
+    let Some((k, mut pp)) = ping else {
+        return std::future::pending().await;
+    };
+    loop {
+        tokio::time::sleep(k.interval).await;
+        if let Err(e) = pp.send_ping(h2::Ping::opaque()) {
+            return format!("PING failed: {e}");
+        }
+        let pong = std::future::poll_fn(|cx| pp.poll_pong(cx));
+        match tokio::time::timeout(k.timeout, pong).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return format!("PING failed: {e}"),
+            Err(_) => {
+                return format!(
+                    "no PING answer within {}ms (h2-keepalive)",
+                    k.timeout.as_millis()
+                )
+            }
+        }
+    }
+}
+
 /// The HTTP/2 client handshake on an open connection; returns once the
 /// server's SETTINGS are in.
-async fn h2_handshake<T>(io: T, addr: SocketAddr) -> Result<Arc<H2Conn>, ProxyError>
+async fn h2_handshake<T>(
+    io: T,
+    addr: SocketAddr,
+    keepalive: Option<crate::config::H2Keepalive>,
+) -> Result<Arc<H2Conn>, ProxyError>
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -274,10 +319,11 @@ where
         let closed = Arc::new(AtomicBool::new(false));
         let closed2 = closed.clone();
         let (settled_tx, settled_rx) = tokio::sync::oneshot::channel::<()>();
+        let ping = keepalive.and_then(|k| conn.ping_pong().map(|p| (k, p)));
         tokio::spawn(async move {
             // Drive the connection; say once when the server's SETTINGS are in.
             let mut settled = Some(settled_tx);
-            let r = std::future::poll_fn(|cx| {
+            let drive = std::future::poll_fn(|cx| {
                 let r = std::pin::Pin::new(&mut conn).poll(cx);
                 if settled.is_some() && conn.max_concurrent_send_streams() != UNSET_MAX_STREAMS {
                     if let Some(tx) = settled.take() {
@@ -285,10 +331,18 @@ where
                     }
                 }
                 r
-            })
-            .await;
-            if let Err(e) = r {
-                tracing::debug!(%addr, error = %e, "upstream connection ended");
+            });
+            tokio::select! {
+                r = drive => {
+                    if let Err(e) = r {
+                        tracing::debug!(%addr, error = %e, "upstream connection ended");
+                    }
+                }
+                why = keep_alive(ping) => {
+                    // Dropping the connection closes it: its calls end with
+                    // UNAVAILABLE, new calls open a fresh connection.
+                    tracing::warn!(%addr, "upstream connection closed: {why}");
+                }
             }
             closed2.store(true, Ordering::Release);
         });

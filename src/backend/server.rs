@@ -46,6 +46,9 @@ pub struct Server {
     pub weight: u32,
     /// 0 = no limit.
     pub maxconn: u32,
+    /// `maxqueue`: this server's share of the backend queue; 0 = no limit
+    /// (see [`crate::backend::Backend::maxqueue`]).
+    pub maxqueue: u32,
     /// `check` settings; `None` when the server is not checked (always up).
     pub check: Option<config::CheckParams>,
     /// `backup`: only used when no active server is up.
@@ -145,6 +148,7 @@ impl Server {
             },
             weight: s.weight,
             maxconn: s.maxconn.unwrap_or(0),
+            maxqueue: s.maxqueue.unwrap_or(0),
             check: s.check.then(|| s.check_params.clone()),
             backup: s.backup,
             tls: tls.clone(),
@@ -156,7 +160,7 @@ impl Server {
                 total: AtomicU64::new(0),
                 health: Mutex::default(),
             },
-            h2: Arc::new(H2Pool::new(s.addr, tls.clone())),
+            h2: Arc::new(H2Pool::new(s.addr, tls.clone()).with_keepalive(s.h2_keepalive)),
             h1: H1Pool::new(tls),
             sni_expr: s.sni_expr.as_ref().map(|e| e.expr.clone()),
             sni_pools: Mutex::new(HashMap::new()),

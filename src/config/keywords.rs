@@ -301,6 +301,12 @@ pub(crate) static KEYWORDS: &[Keyword] = &[
     ),
     kw("log-format", FE, "log-format <format>", P(p::rules::log_format)),
     kw(
+        "h2-keepalive",
+        PROXY,
+        "h2-keepalive <interval> [timeout <time>]",
+        P(p::h2_keepalive),
+    ),
+    kw(
         "bind",
         FRONTEND | LISTEN,
         "bind <address>:<port>[,...] [proto h2|h1]",
@@ -313,6 +319,7 @@ pub(crate) static KEYWORDS: &[Keyword] = &[
         P(p::server),
     ),
     kw("retries", BE, "retries <number>", P(p::retries)),
+    kw("maxqueue", BE, "maxqueue <number>", P(p::queue::maxqueue)),
     kw(
         "retry-on",
         BE,
@@ -479,6 +486,8 @@ pub(crate) static TIMEOUTS: &[(&str, Cap, Option<Effect>)] = &[
 /// `bind` options weir parses.
 pub(crate) static BIND_OPTIONS: &[&str] = &[
     "proto",
+    "max-connection-age",
+    "max-connection-age-grace",
     "ssl",
     "crt",
     "alpn",
@@ -574,7 +583,6 @@ pub(crate) static SERVER_UNSUPPORTED: &[&str] = &[
     "pool-low-conn",
     "tfo",
     "ws",
-    "maxqueue",
     "minconn",
     "max-reuse",
     "tcp-ut",
@@ -589,6 +597,7 @@ pub(crate) static SERVER_OPTIONS: &[&str] = &[
     "proto",
     "weight",
     "maxconn",
+    "maxqueue",
     "disabled",
     "enabled",
     "check",

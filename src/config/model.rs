@@ -240,6 +240,8 @@ pub struct Frontend {
     /// `log-format <string>`; `None` with `option httplog` means weir's
     /// default httplog layout.
     pub log_format: Option<Arc<LineFormat>>,
+    /// `h2-keepalive`: PINGs to HTTP/2 clients.
+    pub h2_keepalive: Option<H2Keepalive>,
     pub timeouts: Timeouts,
     /// `maxconn N` on the frontend.
     pub maxconn: Option<u32>,
@@ -258,6 +260,22 @@ pub struct Bind {
     pub ssl: Option<crate::tls::BindSsl>,
     /// The compiled TLS settings (certificates loaded and checked).
     pub tls: Option<crate::tls::BindTls>,
+    /// `max-connection-age <time>`: a client connection gets a graceful
+    /// GOAWAY after this age (plus up to 10% jitter).
+    pub max_age: Option<Duration>,
+    /// `max-connection-age-grace <time>`: how long calls may still run after
+    /// that GOAWAY before the connection is closed.
+    pub max_age_grace: Option<Duration>,
+}
+
+/// `h2-keepalive <interval> [timeout <time>]`: HTTP/2 PINGs that detect dead
+/// peers on idle connections (clients on the frontend side, servers on the
+/// backend side).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct H2Keepalive {
+    pub interval: Duration,
+    /// A PING not answered within this closes the connection (default 20s).
+    pub timeout: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -385,6 +403,11 @@ pub struct Backend {
     pub http_request: Vec<Rule<ReqAction>>,
     /// `http-response` rules of a `backend` section (run before the frontend's).
     pub http_response: Vec<Rule<ResAction>>,
+    /// `h2-keepalive`: PINGs to HTTP/2 servers.
+    pub h2_keepalive: Option<H2Keepalive>,
+    /// `maxqueue <n>`: how many calls may wait in the backend queue
+    /// (0 or unset: no limit; see also the servers' `maxqueue`).
+    pub maxqueue: Option<u32>,
 }
 
 /// `server <name> <addr>:<port> [proto h2] [weight N] [maxconn N] [disabled] [check]`
@@ -402,6 +425,9 @@ pub struct Server {
     pub weight: u32,
     /// `maxconn N`: concurrent calls (HTTP) or connections (TCP) to this server.
     pub maxconn: Option<u32>,
+    /// `maxqueue N`: this server's share of the backend queue (counted only
+    /// when every server of the backend has one; 0: no limit).
+    pub maxqueue: Option<u32>,
     /// `disabled`: starts in maintenance, never picked.
     pub disabled: bool,
     /// `check`: active health checks of this server.
@@ -437,6 +463,8 @@ pub struct Server {
     pub error_limit: u32,
     /// `on-error <action>` (default `fail-check`).
     pub on_error: OnError,
+    /// The backend's `h2-keepalive` (PINGs on idle upstream connections).
+    pub h2_keepalive: Option<H2Keepalive>,
 }
 
 /// `observe layer4|layer7`: which call outcomes count as server errors.

@@ -19,6 +19,7 @@ use super::{
 use super::{Diagnostic, Diags};
 
 pub(crate) mod check;
+pub(crate) mod queue;
 pub(crate) mod retry;
 pub(crate) mod rules;
 pub(crate) mod ssl;
@@ -105,6 +106,8 @@ pub(crate) struct ProxyDraft {
     pub mode: Mode,
     pub timeouts: Timeouts,
     pub maxconn: Option<u32>,
+    /// `maxqueue <n>` (backend side).
+    pub maxqueue: Option<u32>,
     pub logs: Vec<LogEntry>,
     pub options: Options,
     pub balance: Balance,
@@ -120,6 +123,8 @@ pub(crate) struct ProxyDraft {
     pub acls: crate::acl::Acls,
     pub http_request: Vec<Rule<ReqAction>>,
     pub http_response: Vec<Rule<ResAction>>,
+    /// `h2-keepalive <interval> [timeout <time>]`
+    pub h2_keepalive: Option<crate::config::H2Keepalive>,
     pub capture_request: Vec<Capture>,
     pub capture_response: Vec<Capture>,
     pub log_format: Option<std::sync::Arc<crate::observe::logformat::LogFormat>>,
@@ -143,6 +148,29 @@ pub(crate) struct Ref {
 
 pub(crate) fn global_maxconn(ctx: &mut Ctx, g: &mut Global) -> R {
     g.maxconn = Some(parse_u32(ctx.single("<number>")?, 1, u32::MAX)?);
+    Ok(())
+}
+
+/// `h2-keepalive <interval> [timeout <time>]`
+pub(crate) fn h2_keepalive(ctx: &mut Ctx, p: &mut ProxyDraft) -> R {
+    let interval = parse_time(ctx.need(1, "<interval>")?)?;
+    if interval.is_zero() {
+        return Err("<interval> must be greater than 0".into());
+    }
+    let timeout = match (ctx.arg(2), ctx.arg(3)) {
+        (None, _) => Duration::from_secs(20),
+        (Some("timeout"), Some(t)) => {
+            ctx.max_args(3)?;
+            parse_time(t)?
+        }
+        (Some("timeout"), None) => return Err("missing <time> after 'timeout'".into()),
+        (Some(other), _) => {
+            return Err(format!(
+            "unexpected argument '{other}' (expected 'h2-keepalive <interval> [timeout <time>]')"
+        ))
+        }
+    };
+    p.h2_keepalive = Some(crate::config::H2Keepalive { interval, timeout });
     Ok(())
 }
 
@@ -480,6 +508,7 @@ pub(crate) fn bind(ctx: &mut Ctx, p: &mut ProxyDraft) -> R {
     let mut proto_opt = None;
     let mut ssl = crate::tls::BindSsl::default();
     let mut ssl_on = false;
+    let (mut max_age, mut max_age_grace) = (None, None);
     let mut i = 2;
     while let Some(word) = ctx.arg(i) {
         if let Some(n) = ssl::bind_option(ctx, i, &mut ssl, &mut ssl_on)? {
@@ -492,6 +521,21 @@ pub(crate) fn bind(ctx: &mut Ctx, p: &mut ProxyDraft) -> R {
                     .arg(i + 1)
                     .ok_or("'proto' : missing value (expected h2 or h1)")?;
                 proto_opt = Some(proto(value).map_err(|e| format!("'proto' : {e}"))?);
+                i += 2;
+            }
+            "max-connection-age" | "max-connection-age-grace" => {
+                let value = ctx
+                    .arg(i + 1)
+                    .ok_or_else(|| format!("'{word}' : missing value (expected a time)"))?;
+                let t = parse_time(value).map_err(|e| format!("'{word}' : {e}"))?;
+                if t.is_zero() {
+                    return Err(format!("'{word}' : must be greater than 0"));
+                }
+                if word == "max-connection-age" {
+                    max_age = Some(t);
+                } else {
+                    max_age_grace = Some(t);
+                }
                 i += 2;
             }
             _ if BIND_UNSUPPORTED.contains(&word) => {
@@ -514,6 +558,8 @@ pub(crate) fn bind(ctx: &mut Ctx, p: &mut ProxyDraft) -> R {
             loc: ctx.loc.clone(),
             ssl: ssl_on.then(|| ssl.clone()),
             tls: None,
+            max_age,
+            max_age_grace,
         });
     }
     p.binds.extend(binds);
@@ -541,6 +587,7 @@ pub(crate) fn server(ctx: &mut Ctx, p: &mut ProxyDraft) -> R {
         proto: None,
         weight: 1,
         maxconn: None,
+        maxqueue: None,
         disabled: false,
         check: false,
         check_params: Default::default(),
@@ -556,6 +603,7 @@ pub(crate) fn server(ctx: &mut Ctx, p: &mut ProxyDraft) -> R {
         observe: None,
         error_limit: 10,
         on_error: Default::default(),
+        h2_keepalive: None,
     };
     // `default-server` options were checked on their own line.
     server_options(&p.default_server, &mut s)?;
@@ -575,6 +623,7 @@ pub(crate) fn default_server(ctx: &mut Ctx, p: &mut ProxyDraft) -> R {
         proto: None,
         weight: 1,
         maxconn: None,
+        maxqueue: None,
         disabled: false,
         check: false,
         check_params: Default::default(),
@@ -590,6 +639,7 @@ pub(crate) fn default_server(ctx: &mut Ctx, p: &mut ProxyDraft) -> R {
         observe: None,
         error_limit: 10,
         on_error: Default::default(),
+        h2_keepalive: None,
     };
     server_options(&ctx.words[1..], &mut probe)?;
     p.default_server.extend(ctx.words[1..].iter().cloned());
@@ -618,6 +668,7 @@ fn server_options(words: &[String], s: &mut Server) -> R {
                 let n = parse_u32(value("a number")?, 0, u32::MAX).map_err(with)?;
                 s.maxconn = (n > 0).then_some(n);
             }
+            "maxqueue" => s.maxqueue = queue::server_maxqueue(value("a number")?)?,
             "inter" | "fastinter" | "downinter" | "rise" | "fall" | "port" | "addr"
             | "check-proto" => {
                 let expected = match word {

@@ -339,21 +339,28 @@ fn frontend_of(s: &Section, global: &Global, diags: &mut Diags) -> Frontend {
         capture_request: d.capture_request.clone(),
         capture_response: d.capture_response.clone(),
         log_format: d.log_format.clone(),
+        h2_keepalive: d.h2_keepalive,
     }
 }
 
 fn backend_of(s: &Section, global: &Global) -> Backend {
     let d = &s.draft;
+    let mut servers = d.servers.clone();
+    for srv in &mut servers {
+        srv.h2_keepalive = d.h2_keepalive;
+    }
     Backend {
         name: s.name.clone(),
         loc: s.loc.clone(),
         mode: d.mode,
         balance: d.balance.clone(),
-        servers: d.servers.clone(),
+        servers,
         timeouts: d.timeouts.clone(),
         options: d.options.clone(),
         logs: expand_logs(&d.logs, global),
         check: d.check.finish(),
+        h2_keepalive: d.h2_keepalive,
+        maxqueue: d.maxqueue,
         // A `listen` is one proxy: its rules run once, on the frontend side.
         http_request: if s.kind == SectionKind::Backend {
             d.http_request.clone()

@@ -273,7 +273,7 @@ fn timeout_outcome(check: &HealthCheck, progress: &Progress) -> Outcome {
 /// Applies one result: counters, UP/DOWN with rise/fall, logs. Returns the
 /// delay before the next check.
 fn record(
-    backend: &Backend,
+    backend: &Arc<Backend>,
     server: &Server,
     params: &CheckParams,
     outcome: &Outcome,
@@ -316,6 +316,10 @@ fn record(
     if let Some(now_up) = change {
         server.state.up.store(now_up, Ordering::Release);
         log_change(backend, server, outcome, duration, now_up);
+        if now_up {
+            // Calls waiting in the queue may go to the server that came back.
+            backend.dispatch();
+        }
     }
     match (up, settled) {
         (true, true) => params.inter,
@@ -326,7 +330,7 @@ fn record(
 
 /// Applies an `on-error` action decided by passive health
 /// ([`Server::observe`]); `info` says what the last error was.
-pub fn on_error(backend: &Backend, server: &Server, action: OnError, info: &str) {
+pub fn on_error(backend: &Arc<Backend>, server: &Server, action: OnError, info: &str) {
     let Some(params) = server.check.as_ref() else {
         return;
     };

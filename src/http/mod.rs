@@ -28,6 +28,23 @@ use access_log::{ConnInfo, PendingLog};
 use body::ProxyBody;
 use idle::{Activity, IdleTimer};
 
+/// `max-connection-age` / `max-connection-age-grace` of a bind line.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ConnAge {
+    pub max: Option<Duration>,
+    pub grace: Option<Duration>,
+}
+
+impl ConnAge {
+    /// When this connection gets its GOAWAY: the age plus up to 10% jitter,
+    /// so connections opened together do not all leave together.
+    fn deadline(&self) -> Option<tokio::time::Instant> {
+        let max = self.max?;
+        let jitter = max.mul_f64(fastrand::f64() * 0.1);
+        Some(tokio::time::Instant::now() + max + jitter)
+    }
+}
+
 /// How long a connection accepted just before a stop may take to send its
 /// first request before it gets its GOAWAY.
 const FIRST_REQUEST_GRACE: Duration = Duration::from_millis(1000);
@@ -51,6 +68,11 @@ pub fn builder(fe: &Frontend, proto: Option<Proto>) -> auto::Builder<TokioExecut
                 .or(fe.timeouts.client)
                 .unwrap_or(Duration::from_secs(30)),
         );
+    if let Some(k) = fe.h2_keepalive {
+        b.http2()
+            .keep_alive_interval(Some(k.interval))
+            .keep_alive_timeout(k.timeout);
+    }
     b.http2()
         .timer(TokioTimer::new())
         .auto_date_header(false)
@@ -211,6 +233,7 @@ pub async fn serve<S>(
     peer: std::net::SocketAddr,
     local: std::net::SocketAddr,
     tls: Option<crate::acl::TlsInfo>,
+    age: ConnAge,
     fe: Arc<Frontend>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     mut shutdown: watch::Receiver<bool>,
@@ -274,6 +297,12 @@ pub async fn serve<S>(
         // one period later.
         calls.activity.touch();
     });
+    let aged = async {
+        match age.deadline() {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
         r = conn.as_mut() => {
             if let Err(e) = r {
@@ -304,6 +333,23 @@ pub async fn serve<S>(
         }
         _ = idle_expired => {
             tracing::debug!(frontend = %fe.name, "closing idle client connection");
+        }
+        _ = aged => {
+            // `max-connection-age`: GOAWAY, so that long-lived clients
+            // reconnect (and rebalance); calls in flight get the grace.
+            tracing::debug!(frontend = %fe.name, "client connection reached max-connection-age");
+            conn.as_mut().graceful_shutdown();
+            match age.grace {
+                Some(g) => {
+                    if tokio::time::timeout(g, conn.as_mut()).await.is_err() {
+                        tracing::debug!(frontend = %fe.name, "max-connection-age-grace over, closing");
+                    }
+                }
+                None => {
+                    let _ = conn.as_mut().await;
+                }
+            }
+            return;
         }
     }
     conn.as_mut().graceful_shutdown();

@@ -79,12 +79,13 @@ pub async fn handle(
 
     let queued_at = Instant::now();
     // `Backend::take` is cancel-safe: a deadline in the queue just leaves it.
+    // The queue serves calls in deadline order (earliest first).
     let taken = match deadline.as_mut() {
-        Some(d) => match d.run(backend.take(pick)).await {
+        Some(d) => match d.run(backend.take_until(pick, Some(d.budget.at))).await {
             Ok(r) => r,
             Err(e) => return expired(&e, "sQ", log),
         },
-        None => backend.take(pick).await,
+        None => backend.take_until(pick, None).await,
     };
     let mut slot = match taken {
         Ok(slot) => slot,
@@ -184,11 +185,14 @@ pub async fn handle(
         };
         let retry_at = Instant::now();
         let next = match deadline.as_mut() {
-            Some(d) => match d.run(backend.take_retry(pick, &server)).await {
+            Some(d) => match d
+                .run(backend.take_retry(pick, &server, Some(d.budget.at)))
+                .await
+            {
                 Ok(r) => r,
                 Err(e) => return expired(&e, "sQ", log),
             },
-            None => backend.take_retry(pick, &server).await,
+            None => backend.take_retry(pick, &server, None).await,
         };
         match next {
             // An HTTP/1.1 server takes the client's body itself: only a
@@ -254,7 +258,7 @@ pub async fn handle(
 }
 
 /// Passive health of a failed attempt.
-fn observe_error(backend: &Backend, server: &Server, e: &ProxyError) {
+fn observe_error(backend: &Arc<Backend>, server: &Server, e: &ProxyError) {
     if server.passive.is_none() {
         return;
     }
@@ -274,7 +278,12 @@ fn observe_error(backend: &Backend, server: &Server, e: &ProxyError) {
 /// Passive health of a response head: a trailers-only gRPC answer or a
 /// plain HTTP status is judged now; a streamed gRPC call when its trailers
 /// arrive (http::body).
-fn observe_response(backend: &Backend, server: &Server, resp: &Response<ProxyBody>, is_grpc: bool) {
+fn observe_response(
+    backend: &Arc<Backend>,
+    server: &Server,
+    resp: &Response<ProxyBody>,
+    is_grpc: bool,
+) {
     if server.passive.is_none() {
         return;
     }

@@ -2,6 +2,10 @@
 //! response (HTTP 200, `content-type: application/grpc`, `grpc-status`,
 //! `grpc-message`); anyone else gets the HTTP status of the same table row
 //! with a one-line body.
+//!
+//! Overload answers (a full backend queue, a queue timeout) also say when to
+//! try again: `grpc-retry-pushback-ms` (gRFC A6) in the gRPC trailers,
+//! `Retry-After` for plain HTTP.
 
 use http::{HeaderValue, Response, StatusCode};
 
@@ -19,6 +23,12 @@ pub fn error(is_grpc: bool, err: &ProxyError) -> Response<ProxyBody> {
             HeaderValue::from_static("application/grpc"),
         );
         h.extend(grpc::status_headers(reply.grpc, &err.message));
+        if let Some(d) = err.retry_pushback {
+            h.insert(
+                "grpc-retry-pushback-ms",
+                HeaderValue::from(d.as_millis() as u64),
+            );
+        }
         resp
     } else {
         let status = StatusCode::from_u16(reply.http_status).unwrap_or(StatusCode::BAD_GATEWAY);
@@ -38,6 +48,11 @@ pub fn error(is_grpc: bool, err: &ProxyError) -> Response<ProxyBody> {
             http::header::CACHE_CONTROL,
             HeaderValue::from_static("no-cache"),
         );
+        if let Some(d) = err.retry_pushback {
+            let secs = d.as_millis().div_ceil(1000).max(1) as u64;
+            resp.headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         resp
     }
 }
@@ -68,5 +83,24 @@ mod tests {
         assert_eq!(r.status(), 503);
         let e = ProxyError::new(ErrorKind::ServerTimeout, "slow");
         assert_eq!(error(false, &e).status(), 504);
+    }
+
+    #[test]
+    fn overload_answers_carry_a_pushback() {
+        let e = ProxyError::new(ErrorKind::QueueFull, "queue full")
+            .with_pushback(std::time::Duration::from_millis(1500));
+        let r = error(true, &e);
+        assert_eq!(r.headers()["grpc-status"], "8");
+        assert_eq!(r.headers()["grpc-retry-pushback-ms"], "1500");
+        let r = error(false, &e);
+        assert_eq!(r.status(), 503);
+        assert_eq!(r.headers()["retry-after"], "2");
+        // Other errors say nothing about retrying.
+        let e = ProxyError::new(ErrorKind::NoServer, "none");
+        assert!(error(true, &e)
+            .headers()
+            .get("grpc-retry-pushback-ms")
+            .is_none());
+        assert!(error(false, &e).headers().get("retry-after").is_none());
     }
 }
