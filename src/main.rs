@@ -26,6 +26,10 @@ struct Cli {
     /// Only check the configuration, print the verdict and exit (0 valid, 1 not).
     #[arg(short = 'c')]
     check: bool,
+    /// Write weir's process id to this file (HAProxy's -p); `weir reload -p`
+    /// reads it.
+    #[arg(short = 'p', value_name = "PIDFILE")]
+    pidfile: Option<PathBuf>,
     #[command(subcommand)]
     cmd: Option<Cmd>,
 }
@@ -36,6 +40,76 @@ enum Cmd {
     Demo(weir::demo::DemoArgs),
     /// Only the demo client, against any address serving CodenameCreator.
     DemoClient(weir::demo::ClientArgs),
+    /// Ask a running weir to reload its configuration (sends SIGHUP to the
+    /// process whose id is in the pid file given with -p).
+    Reload {
+        /// The pid file the running weir was started with (`-p`).
+        #[arg(short = 'p', long = "pidfile", value_name = "PIDFILE")]
+        pidfile: PathBuf,
+    },
+}
+
+/// `weir reload -p <pidfile>`: SIGHUP to the pid in the file.
+fn send_reload(pidfile: &std::path::Path) -> ExitCode {
+    let text = match std::fs::read_to_string(pidfile) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("weir reload: cannot read {}: {e}", pidfile.display());
+            return ExitCode::from(1);
+        }
+    };
+    let pid: i32 = match text.trim().parse() {
+        Ok(p) if p > 1 => p,
+        _ => {
+            eprintln!(
+                "weir reload: {} does not hold a process id ('{}')",
+                pidfile.display(),
+                text.trim()
+            );
+            return ExitCode::from(1);
+        }
+    };
+    #[cfg(unix)]
+    {
+        // SAFETY: kill(2) with a plain pid and signal number has no memory
+        // effects; its result is checked.
+        let r = unsafe { libc::kill(pid, libc::SIGHUP) };
+        if r != 0 {
+            eprintln!(
+                "weir reload: cannot signal process {pid}: {}",
+                std::io::Error::last_os_error()
+            );
+            return ExitCode::from(1);
+        }
+        println!("weir reload: SIGHUP sent to process {pid}");
+        ExitCode::SUCCESS
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = pid;
+        eprintln!("weir reload: signals are only available on Unix");
+        ExitCode::from(1)
+    }
+}
+
+/// Writes the pid file; removes it when dropped.
+struct PidFile(Option<PathBuf>);
+
+impl PidFile {
+    fn create(path: Option<PathBuf>) -> std::io::Result<PidFile> {
+        if let Some(p) = &path {
+            std::fs::write(p, format!("{}\n", std::process::id()))?;
+        }
+        Ok(PidFile(path))
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        if let Some(p) = &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+    }
 }
 
 fn init_logging() {
@@ -76,6 +150,7 @@ fn main() -> ExitCode {
             init_logging();
             return run_async(weir::demo::run_client(args));
         }
+        Some(Cmd::Reload { pidfile }) => return send_reload(&pidfile),
         None => {}
     }
     let Some(path) = cli.file else {
@@ -112,6 +187,13 @@ fn main() -> ExitCode {
     init_logging();
     let config = loaded.config;
     let threads = worker_count(config.global.nbthread);
+    let _pidfile = match PidFile::create(cli.pidfile.clone()) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("[ALERT] cannot write the pid file: {e}");
+            return ExitCode::from(1);
+        }
+    };
     run_async(async move {
         let mut grace = config.global.hard_stop_after.unwrap_or(DEFAULT_GRACE);
         let mut running = weir::proxy::start_threads(config, threads).await?;

@@ -214,8 +214,8 @@ async fn failed_reload_changes_nothing() {
 }
 
 /// The binary: SIGHUP with an invalid file keeps the old configuration and
-/// logs every error; with a valid one the new configuration takes over;
-/// SIGTERM exits 0.
+/// logs every error; with a valid one (sent by `weir reload -p`) the new
+/// configuration takes over; SIGTERM exits 0 and removes the pid file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_the_binary() {
     use tokio::io::AsyncBufReadExt;
@@ -227,9 +227,12 @@ async fn sighup_reloads_the_binary() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("weir.cfg");
     std::fs::write(&path, cfg(port, old[0].addr, "")).expect("write");
+    let pidfile = dir.path().join("weir.pid");
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_weir"))
         .arg("-f")
         .arg(&path)
+        .arg("-p")
+        .arg(&pidfile)
         .env("RUST_LOG", "info")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -275,8 +278,14 @@ async fn sighup_reloads_the_binary() {
     wait_line!("reload refused");
     assert_eq!(who(addr).await, "s1", "still the old configuration");
 
+    // `weir reload -p <pidfile>` is the same SIGHUP.
     std::fs::write(&path, cfg(port, new.addr, "")).expect("write");
-    hup(&pid);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["reload", "-p"])
+        .arg(&pidfile)
+        .output()
+        .expect("weir reload");
+    assert!(out.status.success(), "{out:?}");
     wait_line!("reloaded");
     assert_eq!(who(addr).await, "t1");
 
@@ -285,6 +294,15 @@ async fn sighup_reloads_the_binary() {
         .status();
     let status = within(20, child.wait()).await.expect("exit");
     assert!(status.success(), "{status:?}");
+    assert!(!pidfile.exists(), "the pid file is removed at exit");
+    // Nothing to signal any more: a clear error.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["reload", "-p"])
+        .arg(&pidfile)
+        .output()
+        .expect("weir reload");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"));
 }
 
 /// Certificates are read again on reload: new connections get the new one.
