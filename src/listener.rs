@@ -65,6 +65,14 @@ async fn permit(sem: &Option<Arc<Semaphore>>) -> Option<OwnedSemaphorePermit> {
     }
 }
 
+/// What a client connection watches: the slot its requests take their
+/// frontend from, and the proxy's stop signal for connections.
+#[derive(Clone)]
+pub struct ConnCtl {
+    pub slot: Arc<crate::runtime::FrontendSlot>,
+    pub stop: watch::Receiver<bool>,
+}
+
 /// Accepts connections for one bind line until shutdown.
 pub async fn accept_loop(
     listener: std::net::TcpListener,
@@ -72,6 +80,7 @@ pub async fn accept_loop(
     bind: Bind,
     global: Option<Arc<Semaphore>>,
     mut shutdown: watch::Receiver<bool>,
+    ctl: ConnCtl,
 ) {
     let listener = match TcpListener::from_std(listener) {
         Ok(l) => l,
@@ -109,13 +118,13 @@ pub async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let fe = fe.clone();
-        let shutdown = shutdown.clone();
+        let ctl = ctl.clone();
         let builder = builder.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
             let _permits = permits;
             let _counted = Counted::new(fe.clone());
-            handle_conn(stream, peer, fe, tls, age, builder, shutdown).await;
+            handle_conn(stream, peer, fe, tls, age, builder, ctl).await;
         });
     }
 }
@@ -127,15 +136,15 @@ async fn handle_conn(
     tls: Option<BindTls>,
     age: crate::http::ConnAge,
     builder: Arc<hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>>,
-    shutdown: watch::Receiver<bool>,
+    ctl: ConnCtl,
 ) {
     let local = stream.local_addr().unwrap_or(peer);
     let Some(tls) = tls else {
         return match fe.mode {
             Mode::Http => {
-                crate::http::serve(stream, peer, local, None, age, fe, builder, shutdown).await
+                crate::http::serve(stream, peer, local, None, age, fe, builder, ctl).await
             }
-            Mode::Tcp => crate::l4::serve(stream, peer, local, fe, shutdown).await,
+            Mode::Tcp => crate::l4::serve(stream, peer, local, fe, ctl.stop).await,
         };
     };
     // The handshake is bounded like a request's headers.
@@ -170,8 +179,8 @@ async fn handle_conn(
     };
     match fe.mode {
         Mode::Http => {
-            crate::http::serve(stream, peer, local, Some(info), age, fe, builder, shutdown).await
+            crate::http::serve(stream, peer, local, Some(info), age, fe, builder, ctl).await
         }
-        Mode::Tcp => crate::l4::serve(stream, peer, local, fe, shutdown).await,
+        Mode::Tcp => crate::l4::serve(stream, peer, local, fe, ctl.stop).await,
     }
 }

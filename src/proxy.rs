@@ -5,9 +5,11 @@
 //! watching the generation's stop signal. [`Running::reload`] builds the
 //! next generation from a new configuration, starts it on the same
 //! listening sockets (a `bind` whose address is unchanged keeps its socket,
-//! so no connection is refused), then stops the old one: its accept loops
-//! end, its client connections get a graceful GOAWAY and their in-flight
-//! calls finish on the old snapshot. Servers whose settings did not change
+//! so no connection is refused), then stops the old one's accept loops.
+//! Client connections stay open: they take the frontend for each new
+//! request from a [`FrontendSlot`], which the reload points at the new
+//! frontend of the same name, so in-flight calls finish on the old snapshot
+//! and new calls use the new one. Servers whose settings did not change
 //! are carried over (health state, counters, pooled upstream connections).
 
 use std::net::SocketAddr;
@@ -21,7 +23,7 @@ use tokio::task::JoinSet;
 use crate::backend::Backend;
 use crate::config::{Bind, Config};
 use crate::error::Error;
-use crate::runtime::{Frontend, Snapshot};
+use crate::runtime::{Frontend, FrontendSlot, Snapshot};
 
 /// One listening socket per worker for one bound address.
 struct Sockets {
@@ -32,13 +34,14 @@ struct Sockets {
     per_worker: Vec<std::net::TcpListener>,
 }
 
-/// What one worker serves: its socket, the frontend and bind line, and the
-/// generation's stop signal.
+/// What one worker serves: its socket, the frontend and bind line, the
+/// generation's stop signal (accept loops) and what connections watch.
 type Listening = (
     std::net::TcpListener,
     Arc<Frontend>,
     Bind,
     watch::Receiver<bool>,
+    crate::listener::ConnCtl,
 );
 
 /// An extra worker thread and the channel that hands it accept loops.
@@ -54,6 +57,10 @@ pub struct Running {
     snapshot: Arc<Snapshot>,
     /// Stop signal of the current generation.
     generation: watch::Sender<bool>,
+    /// Connections stop on this one (shutdown), not on a generation's.
+    conns_stop: watch::Sender<bool>,
+    /// Per frontend name: the frontend its connections' requests use.
+    slots: Vec<(String, Arc<FrontendSlot>)>,
     sockets: Vec<Sockets>,
     threads: usize,
     workers: Vec<Worker>,
@@ -95,6 +102,8 @@ pub async fn start_threads(config: Config, threads: usize) -> Result<Running, Er
         addrs: Vec::new(),
         snapshot: snapshot.clone(),
         generation,
+        conns_stop: watch::channel(false).0,
+        slots: Vec::new(),
         sockets: Vec::new(),
         threads,
         workers,
@@ -154,6 +163,28 @@ impl Running {
     /// [`bind_all`] made them), then stops the previous one.
     fn serve(&mut self, snapshot: Arc<Snapshot>, sockets: Vec<Sockets>) -> Result<(), Error> {
         let (generation, rx) = watch::channel(false);
+        // Frontend slots: same name and mode -> the old connections' calls
+        // now use the new frontend; gone or changed -> retired (GOAWAY).
+        let mut slots: Vec<(String, Arc<FrontendSlot>)> = Vec::new();
+        for fe in &snapshot.frontends {
+            let kept = self
+                .slots
+                .iter()
+                .position(|(name, slot)| *name == fe.name && slot.current().mode == fe.mode);
+            let slot = match kept {
+                Some(i) => {
+                    let (_, slot) = self.slots.swap_remove(i);
+                    slot.replace(fe.clone());
+                    slot
+                }
+                None => FrontendSlot::new(fe.clone()),
+            };
+            slots.push((fe.name.clone(), slot));
+        }
+        for (_, old) in self.slots.drain(..) {
+            old.retire();
+        }
+        let conns_stop = self.conns_stop.subscribe();
         let mut per_worker: Vec<Vec<Listening>> = (0..self.threads).map(|_| Vec::new()).collect();
         let mut addrs = Vec::new();
         let mut next = sockets.iter();
@@ -163,17 +194,26 @@ impl Running {
                     return Err(Error::Other("internal: socket list out of step".into()));
                 };
                 addrs.push((fe.name.clone(), s.local));
+                let slot = slots
+                    .iter()
+                    .find(|(n, _)| *n == fe.name)
+                    .map(|(_, s)| s.clone())
+                    .unwrap_or_else(|| FrontendSlot::new(fe.clone()));
                 for (w, l) in s.per_worker.iter().enumerate() {
                     let l = l.try_clone().map_err(|source| Error::Bind {
                         frontend: fe.name.clone(),
                         addr: bind.addr,
                         source,
                     })?;
-                    per_worker[w].push((l, fe.clone(), bind.clone(), rx.clone()));
+                    let ctl = crate::listener::ConnCtl {
+                        slot: slot.clone(),
+                        stop: conns_stop.clone(),
+                    };
+                    per_worker[w].push((l, fe.clone(), bind.clone(), rx.clone(), ctl));
                 }
             }
         }
-        for (l, fe, bind, stop) in per_worker.remove(0) {
+        for (l, fe, bind, stop, ctl) in per_worker.remove(0) {
             if tracing::enabled!(tracing::Level::INFO) {
                 if let Ok(a) = l.local_addr() {
                     tracing::info!(frontend = %fe.name, addr = %a, "listening");
@@ -185,6 +225,7 @@ impl Running {
                 bind,
                 snapshot.global_conns.clone(),
                 stop,
+                ctl,
             ));
         }
         for (w, listeners) in self.workers.iter().zip(per_worker) {
@@ -199,9 +240,11 @@ impl Running {
         }
         crate::health::spawn(&snapshot, &mut self.tasks, &rx);
         // The new generation accepts on the same sockets; now the old one
-        // stops accepting and sends its connections a graceful GOAWAY.
+        // stops accepting. Its connections stay: their next calls use the
+        // new frontend through the slots; calls in flight finish as they are.
         let old = std::mem::replace(&mut self.generation, generation);
         let _ = old.send(true);
+        self.slots = slots;
         self.snapshot = snapshot;
         self.sockets = sockets;
         self.addrs = addrs;
@@ -251,6 +294,7 @@ impl Running {
         self.grace_ms
             .store(grace.as_millis() as u64, Ordering::Relaxed);
         let _ = self.generation.send(true);
+        let _ = self.conns_stop.send(true);
         self.sockets.clear();
         let _ = tokio::time::timeout(grace, async {
             while self.tasks.join_next().await.is_some() {}
@@ -305,13 +349,14 @@ fn worker(
     rt.block_on(async move {
         let mut set = JoinSet::new();
         while let Some((listeners, global)) = serve.recv().await {
-            for (listener, fe, bind, stop) in listeners {
+            for (listener, fe, bind, stop, ctl) in listeners {
                 set.spawn(crate::listener::accept_loop(
                     listener,
                     fe,
                     bind,
                     global.clone(),
                     stop,
+                    ctl,
                 ));
             }
             // Reap loops of stopped generations.

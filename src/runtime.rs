@@ -53,6 +53,43 @@ impl HardStop {
     }
 }
 
+/// The frontend a client connection serves its requests with. A reload
+/// swaps in the new frontend of the same name, so calls on connections
+/// opened before the reload follow the new configuration without the
+/// connection being sent away; a frontend that disappears (or changes
+/// mode) is *retired*: its connections get a graceful GOAWAY.
+pub struct FrontendSlot {
+    current: arc_swap::ArcSwap<Frontend>,
+    retired: tokio::sync::watch::Sender<bool>,
+}
+
+impl FrontendSlot {
+    pub fn new(fe: Arc<Frontend>) -> Arc<FrontendSlot> {
+        Arc::new(FrontendSlot {
+            current: arc_swap::ArcSwap::new(fe),
+            retired: tokio::sync::watch::channel(false).0,
+        })
+    }
+
+    /// The frontend new requests use.
+    pub fn current(&self) -> Arc<Frontend> {
+        self.current.load_full()
+    }
+
+    pub fn replace(&self, fe: Arc<Frontend>) {
+        self.current.store(fe);
+    }
+
+    /// Sends every connection of this frontend a graceful GOAWAY.
+    pub fn retire(&self) {
+        self.retired.send_replace(true);
+    }
+
+    pub fn retired(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.retired.subscribe()
+    }
+}
+
 /// Where a `use_backend` rule sends a request.
 pub enum RouteTarget {
     Static(Arc<Backend>),

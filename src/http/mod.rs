@@ -20,7 +20,6 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::sync::watch;
 
 use crate::config::Proto;
 use crate::runtime::Frontend;
@@ -236,7 +235,7 @@ pub async fn serve<S>(
     age: ConnAge,
     fe: Arc<Frontend>,
     builder: Arc<auto::Builder<TokioExecutor>>,
-    mut shutdown: watch::Receiver<bool>,
+    ctl: crate::listener::ConnCtl,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -245,7 +244,14 @@ pub async fn serve<S>(
         started: AtomicUsize::new(0),
         activity: Activity::new(),
     });
-    let svc_fe = fe.clone();
+    let crate::listener::ConnCtl {
+        slot,
+        stop: mut shutdown,
+    } = ctl;
+    let mut retired = slot.retired();
+    // Each request takes the frontend current at its arrival: after a
+    // reload, calls on this connection follow the new configuration.
+    let svc_slot = slot.clone();
     let svc_calls = calls.clone();
     // Balancing context of every call on this connection (`balance source`).
     let pick = crate::backend::balance::PickCtx {
@@ -258,7 +264,7 @@ pub async fn serve<S>(
         tls,
     });
     let service = service_fn(move |req| {
-        let fe = svc_fe.clone();
+        let fe = svc_slot.current();
         let conn_info = conn_info.clone();
         svc_calls.open.fetch_add(1, Ordering::AcqRel);
         svc_calls.started.fetch_add(1, Ordering::Relaxed);
@@ -310,7 +316,12 @@ pub async fn serve<S>(
             }
             return;
         }
-        _ = crate::proxy::stopping(&mut shutdown) => {
+        _ = async {
+            tokio::select! {
+                _ = crate::proxy::stopping(&mut shutdown) => {}
+                _ = crate::proxy::stopping(&mut retired) => {}
+            }
+        } => {
             // A connection accepted just before a reload or shutdown has
             // not sent its first request yet: a GOAWAY now would fail that
             // request in most clients. Serve it first (bounded).
