@@ -174,7 +174,7 @@ async fn retry_is_invisible_to_the_client_and_visible_in_the_log() {
     assert!(line.ends_with(" 0"), "final grpc-status 0: {line}");
 }
 
-/// Reloads under load: unary calls in a loop on several client channels and
+/// Reloads under load: 10,000 unary calls in loops on 8 client channels and
 /// 50 open streams while the configuration is reloaded 10 times (one reload
 /// fails: its new bind address is taken): no call fails, no stream breaks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -232,7 +232,8 @@ async fn reloads_under_load_break_nothing() {
         let mut c = echo_client(addr).await;
         let (ok, failed, stop) = (ok.clone(), failed.clone(), stop.clone());
         loops.push(tokio::spawn(async move {
-            for _ in 0..2000 {
+            // 8 x 1250 = 10,000 calls, running through the reloads.
+            for _ in 0..1250 {
                 if stop.load(Ordering::Relaxed) {
                     break;
                 }
@@ -270,14 +271,10 @@ async fn reloads_under_load_break_nothing() {
         let n = within(30, s).await.expect("join").expect("stream intact");
         assert_eq!(n, 40, "every message of every stream");
     }
-    stop.store(true, Ordering::Relaxed);
     for l in loops {
-        within(30, l).await.expect("join");
+        within(120, l).await.expect("join");
     }
-    assert!(
-        ok.load(Ordering::Relaxed) > 100,
-        "calls ran: {}",
-        ok.load(Ordering::Relaxed)
-    );
+    stop.store(true, Ordering::Relaxed);
+    assert_eq!(ok.load(Ordering::Relaxed), 10_000, "every call answered");
     assert_eq!(failed.load(Ordering::Relaxed), 0, "no failed call");
 }
