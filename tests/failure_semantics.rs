@@ -5,19 +5,12 @@
 
 mod common;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use common::*;
-use http::{HeaderValue, Request, Response};
-use http_body_util::Empty;
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio_stream::StreamExt;
 use weir_echo::pb::EchoRequest;
 
@@ -113,35 +106,11 @@ async fn twenty_calls_over_three_servers_at_maxconn_two() {
     assert_eq!(be.queued(), 0);
 }
 
-/// A server answering every call with a trailers-only UNAVAILABLE.
-async fn unavailable_server() -> SocketAddr {
-    let l = tokio::net::TcpListener::bind(ANY).await.expect("bind");
-    let addr = l.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((s, _)) = l.accept().await {
-            let svc = service_fn(|_req: Request<Incoming>| async {
-                let mut r = Response::new(Empty::<Bytes>::new());
-                let h = r.headers_mut();
-                h.insert("content-type", HeaderValue::from_static("application/grpc"));
-                h.insert("grpc-status", HeaderValue::from_static("14"));
-                Ok::<_, Infallible>(r)
-            });
-            tokio::spawn(async move {
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .http2_only()
-                    .serve_connection(TokioIo::new(s), svc)
-                    .await;
-            });
-        }
-    });
-    addr
-}
-
 /// First server UNAVAILABLE (trailers-only), second OK: the client sees OK
 /// and the access log shows one retry (`%rc`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_is_invisible_to_the_client_and_visible_in_the_log() {
-    let bad = unavailable_server().await;
+    let bad = grpc_status_server(14).await;
     let good = echo_servers(1).await;
     let logs = tokio::net::UdpSocket::bind(ANY).await.expect("udp");
     let cfg = format!(

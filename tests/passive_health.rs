@@ -4,44 +4,12 @@
 
 mod common;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::Bytes;
 use common::*;
-use http::{HeaderValue, Request, Response};
-use http_body_util::Empty;
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use tonic::Code;
 use weir_echo::pb::EchoRequest;
-
-/// A gRPC server that answers every call with a trailers-only `status`.
-async fn failing_server(status: u32) -> SocketAddr {
-    let l = tokio::net::TcpListener::bind(ANY).await.expect("bind");
-    let addr = l.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((s, _)) = l.accept().await {
-            let svc = service_fn(move |_req: Request<Incoming>| async move {
-                let mut r = Response::new(Empty::<Bytes>::new());
-                let h = r.headers_mut();
-                h.insert("content-type", HeaderValue::from_static("application/grpc"));
-                h.insert("grpc-status", HeaderValue::from(status));
-                h.insert("grpc-message", HeaderValue::from_static("broken"));
-                Ok::<_, Infallible>(r)
-            });
-            tokio::spawn(async move {
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .http2_only()
-                    .serve_connection(TokioIo::new(s), svc)
-                    .await;
-            });
-        }
-    });
-    addr
-}
 
 fn config(good: SocketAddr, bad: SocketAddr, bad_opts: &str) -> String {
     format!(
@@ -62,7 +30,7 @@ fn reason(p: &weir::proxy::Running, name: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn layer7_errors_mark_a_server_down() {
     let good = echo_servers(1).await;
-    let bad = failing_server(14).await;
+    let bad = grpc_status_server(14).await;
     let cfg = config(
         good[0].addr,
         bad,
@@ -135,7 +103,7 @@ async fn only_server_errors_count_and_successes_reset() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn layer4_counts_connection_errors_only() {
     let good = echo_servers(1).await;
-    let bad = failing_server(14).await;
+    let bad = grpc_status_server(14).await;
     let closed = {
         let l = std::net::TcpListener::bind(ANY).expect("bind");
         l.local_addr().expect("addr")
@@ -165,7 +133,7 @@ async fn layer4_counts_connection_errors_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fail_check_counts_toward_fall() {
     let good = echo_servers(1).await;
-    let bad = failing_server(13).await;
+    let bad = grpc_status_server(13).await;
     let cfg = config(
         good[0].addr,
         bad,

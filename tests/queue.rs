@@ -10,66 +10,16 @@
 
 mod common;
 
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::*;
 use http_body_util::{BodyExt, Full};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use tonic::Code;
-use weir_echo::pb::echo_client::EchoClient;
 use weir_echo::pb::EchoRequest;
-
-/// tonic's client transport, minus its deadline timer.
-#[derive(Clone)]
-struct BareH2 {
-    tx: hyper::client::conn::http2::SendRequest<tonic::body::Body>,
-    authority: String,
-}
-
-type RespFuture = Pin<
-    Box<dyn Future<Output = Result<http::Response<hyper::body::Incoming>, hyper::Error>> + Send>,
->;
-
-impl tower::Service<http::Request<tonic::body::Body>> for BareH2 {
-    type Response = http::Response<hyper::body::Incoming>;
-    type Error = hyper::Error;
-    type Future = RespFuture;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), hyper::Error>> {
-        self.tx.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: http::Request<tonic::body::Body>) -> RespFuture {
-        let pq = req
-            .uri()
-            .path_and_query()
-            .map(|p| p.as_str().to_string())
-            .unwrap_or_else(|| "/".into());
-        *req.uri_mut() = format!("http://{}{pq}", self.authority)
-            .parse()
-            .expect("uri");
-        Box::pin(self.tx.send_request(req))
-    }
-}
-
-async fn bare_client(addr: SocketAddr) -> EchoClient<BareH2> {
-    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    tcp.set_nodelay(true).expect("nodelay");
-    let (tx, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-        .await
-        .expect("h2 handshake");
-    tokio::spawn(conn);
-    EchoClient::new(BareH2 {
-        tx,
-        authority: addr.to_string(),
-    })
-}
 
 fn call(sleep_ms: u32, marker: &str) -> EchoRequest {
     EchoRequest {

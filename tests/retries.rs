@@ -6,12 +6,9 @@
 mod common;
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -22,7 +19,6 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tonic::Code;
-use weir_echo::pb::echo_client::EchoClient;
 use weir_echo::pb::EchoRequest;
 
 /// A gRPC server that reads the whole request, waits `delay`, then answers
@@ -276,52 +272,6 @@ async fn retry_budget_bounds_amplification() {
         "{attempts} attempts for {N} calls (bound {bound})"
     );
     assert!(attempts < 2 * N, "{attempts}");
-}
-
-/// tonic's client transport minus its own deadline timer (see
-/// tests/deadlines.rs): what the client gets is what weir sent.
-#[derive(Clone)]
-struct BareH2 {
-    tx: hyper::client::conn::http2::SendRequest<tonic::body::Body>,
-    authority: String,
-}
-
-type RespFuture = Pin<
-    Box<dyn Future<Output = Result<http::Response<hyper::body::Incoming>, hyper::Error>> + Send>,
->;
-
-impl tower::Service<http::Request<tonic::body::Body>> for BareH2 {
-    type Response = http::Response<hyper::body::Incoming>;
-    type Error = hyper::Error;
-    type Future = RespFuture;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), hyper::Error>> {
-        self.tx.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: http::Request<tonic::body::Body>) -> RespFuture {
-        let pq = req
-            .uri()
-            .path_and_query()
-            .map(|p| p.as_str().to_string())
-            .unwrap_or_else(|| "/".into());
-        *req.uri_mut() = format!("http://{}{pq}", self.authority)
-            .parse()
-            .expect("uri");
-        Box::pin(self.tx.send_request(req))
-    }
-}
-
-async fn bare_client(addr: SocketAddr) -> EchoClient<BareH2> {
-    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let (tx, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-        .await
-        .expect("h2 handshake");
-    tokio::spawn(conn);
-    EchoClient::new(BareH2 {
-        tx,
-        authority: addr.to_string(),
-    })
 }
 
 /// A retried call still ends by its deadline, and every attempt tells the

@@ -149,3 +149,96 @@ pub async fn silent_listener(addr: SocketAddr) -> (SocketAddr, tokio::task::Join
     });
     (addr, task)
 }
+
+/// tonic's client transport minus its own deadline timer: one HTTP/2
+/// connection driven by hyper, so what a client sees is what weir sent
+/// (tonic's `Channel` gives up on its own when a call's timeout expires).
+#[derive(Clone)]
+pub struct BareH2 {
+    tx: hyper::client::conn::http2::SendRequest<tonic::body::Body>,
+    authority: String,
+}
+
+type BareFuture = std::pin::Pin<
+    Box<
+        dyn std::future::Future<
+                Output = Result<http::Response<hyper::body::Incoming>, hyper::Error>,
+            > + Send,
+    >,
+>;
+
+impl tower::Service<http::Request<tonic::body::Body>> for BareH2 {
+    type Response = http::Response<hyper::body::Incoming>;
+    type Error = hyper::Error;
+    type Future = BareFuture;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), hyper::Error>> {
+        self.tx.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<tonic::body::Body>) -> BareFuture {
+        let pq = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "/".into());
+        *req.uri_mut() = format!("http://{}{pq}", self.authority)
+            .parse()
+            .expect("uri");
+        Box::pin(self.tx.send_request(req))
+    }
+}
+
+/// An echo client over a [`BareH2`] connection to `addr`.
+pub async fn bare_client(addr: SocketAddr) -> EchoClient<BareH2> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    tcp.set_nodelay(true).expect("nodelay");
+    let (tx, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .expect("h2 handshake");
+    tokio::spawn(conn);
+    EchoClient::new(BareH2 {
+        tx,
+        authority: addr.to_string(),
+    })
+}
+
+/// A gRPC server that answers every call with a trailers-only `status`
+/// (`grpc-message: broken`).
+pub async fn grpc_status_server(status: u32) -> SocketAddr {
+    use hyper::service::service_fn;
+    let l = tokio::net::TcpListener::bind(ANY).await.expect("bind");
+    let addr = l.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            let svc = service_fn(
+                move |_req: http::Request<hyper::body::Incoming>| async move {
+                    let mut r = http::Response::new(http_body_util::Empty::<bytes::Bytes>::new());
+                    let h = r.headers_mut();
+                    h.insert(
+                        "content-type",
+                        http::HeaderValue::from_static("application/grpc"),
+                    );
+                    h.insert("grpc-status", http::HeaderValue::from(status));
+                    h.insert("grpc-message", http::HeaderValue::from_static("broken"));
+                    Ok::<_, std::convert::Infallible>(r)
+                },
+            );
+            tokio::spawn(async move {
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .http2_only()
+                .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
+                .await;
+            });
+        }
+    });
+    addr
+}
