@@ -467,6 +467,38 @@ pub struct Server {
     pub h2_keepalive: Option<H2Keepalive>,
 }
 
+impl Server {
+    /// A server line with HAProxy's defaults, before its options apply.
+    pub fn new(name: &str, loc: Loc, addr: SocketAddr, addr_text: &str) -> Server {
+        Server {
+            name: name.to_string(),
+            loc,
+            addr,
+            addr_text: addr_text.to_string(),
+            proto: None,
+            weight: 1,
+            maxconn: None,
+            maxqueue: None,
+            disabled: false,
+            check: false,
+            check_params: Default::default(),
+            backup: false,
+            ssl: false,
+            ssl_opts: Default::default(),
+            verify: None,
+            sni: None,
+            sni_expr: None,
+            check_ssl: None,
+            check_sni: None,
+            tls: None,
+            observe: None,
+            error_limit: 10,
+            on_error: Default::default(),
+            h2_keepalive: None,
+        }
+    }
+}
+
 /// `observe layer4|layer7`: which call outcomes count as server errors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Observe {

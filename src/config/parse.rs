@@ -579,32 +579,7 @@ pub(crate) fn server(ctx: &mut Ctx, p: &mut ProxyDraft) -> R {
         ));
     }
     let addr = parse_addr(addr_text, AddrUse::Server)?;
-    let mut s = Server {
-        name: name.to_string(),
-        loc: ctx.loc.clone(),
-        addr,
-        addr_text: addr_text.to_string(),
-        proto: None,
-        weight: 1,
-        maxconn: None,
-        maxqueue: None,
-        disabled: false,
-        check: false,
-        check_params: Default::default(),
-        backup: false,
-        ssl: false,
-        ssl_opts: Default::default(),
-        verify: None,
-        sni: None,
-        sni_expr: None,
-        check_ssl: None,
-        check_sni: None,
-        tls: None,
-        observe: None,
-        error_limit: 10,
-        on_error: Default::default(),
-        h2_keepalive: None,
-    };
+    let mut s = Server::new(name, ctx.loc.clone(), addr, addr_text);
     // `default-server` options were checked on their own line.
     server_options(&p.default_server, &mut s)?;
     server_options(&ctx.words[3..], &mut s)?;
@@ -615,32 +590,12 @@ pub(crate) fn server(ctx: &mut Ctx, p: &mut ProxyDraft) -> R {
 /// `default-server [<option> ...]`: options every later `server` line of
 /// the section starts with (its own options override them).
 pub(crate) fn default_server(ctx: &mut Ctx, p: &mut ProxyDraft) -> R {
-    let mut probe = Server {
-        name: String::new(),
-        loc: ctx.loc.clone(),
-        addr: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
-        addr_text: String::new(),
-        proto: None,
-        weight: 1,
-        maxconn: None,
-        maxqueue: None,
-        disabled: false,
-        check: false,
-        check_params: Default::default(),
-        backup: false,
-        ssl: false,
-        ssl_opts: Default::default(),
-        verify: None,
-        sni: None,
-        sni_expr: None,
-        check_ssl: None,
-        check_sni: None,
-        tls: None,
-        observe: None,
-        error_limit: 10,
-        on_error: Default::default(),
-        h2_keepalive: None,
-    };
+    let mut probe = Server::new(
+        "",
+        ctx.loc.clone(),
+        std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
+        "",
+    );
     server_options(&ctx.words[1..], &mut probe)?;
     p.default_server.extend(ctx.words[1..].iter().cloned());
     Ok(())
