@@ -95,7 +95,71 @@ pub async fn handle(
     // `retry-buffer`) and the head kept, so that a failed attempt can be
     // sent again while nothing reached the client (http::retry).
     let policy = backend.retry;
-    let (replay, mut body) = if policy.retries > 0 {
+    // The default policy (`retry-on conn-failure`) retries only calls that
+    // never left weir: connect first, and retry the connect, so that the
+    // request needs neither a recorded body nor a copy of its head.
+    let connect_only = policy.retries > 0 && policy.on.nothing_sent_only();
+    let mut retries = 0u32;
+    if connect_only {
+        backend.retry_budget.call();
+        loop {
+            let server = slot.server.clone();
+            let sni = server.sni_expr.as_ref().and_then(|e| {
+                let input = env.input(
+                    &parts.method,
+                    &parts.uri,
+                    parts.version,
+                    &parts.headers,
+                    None,
+                );
+                e.eval(&input).map(|s| s.to_string())
+            });
+            let connect = preconnect(&server, sni.as_deref(), &backend.timeouts);
+            let connected = match deadline.as_mut() {
+                Some(d) => match d.run(connect).await {
+                    Ok(r) => r,
+                    Err(e) => return expired(&e, "sC", log),
+                },
+                None => connect.await,
+            };
+            let Err(mut e) = connected else { break };
+            observe_error(&backend, &server, &e);
+            let retry = retries < policy.retries
+                && matches!(e.kind, ErrorKind::ConnectFailed | ErrorKind::ConnectTimeout)
+                && backend.retry_budget.try_retry();
+            let next = if retry {
+                let next = match deadline.as_mut() {
+                    Some(d) => match d
+                        .run(backend.take_retry(pick, &server, Some(d.budget.at)))
+                        .await
+                    {
+                        Ok(r) => r,
+                        Err(e) => return expired(&e, "sQ", log),
+                    },
+                    None => backend.take_retry(pick, &server, None).await,
+                };
+                next.ok()
+            } else {
+                None
+            };
+            match next {
+                Some(s) => {
+                    retries += 1;
+                    tracing::debug!(backend = %backend.name, from = %server.name, to = %s.server.name, retry = retries, "retrying connect");
+                    slot = s;
+                }
+                None => {
+                    if let Some(l) = log.as_mut() {
+                        l.server(&server, queued_at.elapsed());
+                        l.retries(retries);
+                    }
+                    e.message = format!("{}/{}: {}", backend.name, server.name, e.message);
+                    return failed(&e, is_grpc, log);
+                }
+            }
+        }
+    }
+    let (replay, mut body) = if policy.retries > 0 && !connect_only {
         backend.retry_budget.call();
         let r = Replay::new(body, policy.record_limit());
         let b = r.attempt();
@@ -112,7 +176,6 @@ pub async fn handle(
         )
     });
     let mut parts = Some(parts);
-    let mut retries = 0u32;
     let mut queued = queued_at.elapsed();
     let (server, timing, result) = loop {
         let server = slot.server.clone();
@@ -272,6 +335,25 @@ fn observe_error(backend: &Arc<Backend>, server: &Server, e: &ProxyError) {
     };
     if let Some(r) = result {
         crate::backend::observe(backend, server, r, &e.message);
+    }
+}
+
+/// Opens (or finds in the pool) a connection to `server` without sending
+/// anything, so that a connect failure can be retried with the request
+/// still in hand. The stream slot or idle connection goes straight back to
+/// the pool for the call that follows.
+async fn preconnect(
+    server: &crate::backend::Server,
+    sni: Option<&str>,
+    timeouts: &crate::config::Timeouts,
+) -> Result<(), ProxyError> {
+    match server.proto {
+        UpstreamProto::H2 => server.h2_for(sni).acquire(timeouts.connect).await.map(drop),
+        UpstreamProto::H1 => {
+            let sender = server.h1.acquire(server.addr, timeouts.connect).await?;
+            server.h1.release(sender);
+            Ok(())
+        }
     }
 }
 
