@@ -114,7 +114,9 @@ pub async fn handle(
                 );
                 e.eval(&input).map(|s| s.to_string())
             });
-            let connect = preconnect(&server, sni.as_deref(), &backend.timeouts);
+            // Boxed, like the forward below: the request future is what hyper
+            // spawns per stream; keeping it small keeps memory per call small.
+            let connect = Box::pin(preconnect(&server, sni.as_deref(), &backend.timeouts));
             let connected = match deadline.as_mut() {
                 Some(d) => match d.run(connect).await {
                     Ok(r) => r,
@@ -130,13 +132,17 @@ pub async fn handle(
             let next = if retry {
                 let next = match deadline.as_mut() {
                     Some(d) => match d
-                        .run(backend.take_retry(pick, &server, Some(d.budget.at)))
+                        .run(Box::pin(backend.take_retry(
+                            pick,
+                            &server,
+                            Some(d.budget.at),
+                        )))
                         .await
                     {
                         Ok(r) => r,
                         Err(e) => return expired(&e, "sQ", log),
                     },
-                    None => backend.take_retry(pick, &server, None).await,
+                    None => Box::pin(backend.take_retry(pick, &server, None)).await,
                 };
                 next.ok()
             } else {
@@ -201,7 +207,8 @@ pub async fn handle(
             e.eval(&input).map(|s| s.to_string())
         });
         let mut timing = Timing::new();
-        let fwd = forward::forward(
+        // Boxed: inline, this future made every call's task ~10x larger.
+        let fwd = Box::pin(forward::forward(
             req,
             slot,
             &backend.timeouts,
@@ -209,7 +216,7 @@ pub async fn handle(
             deadline.as_ref().map(|d| d.budget),
             &mut timing,
             sni,
-        );
+        ));
         // The deadline wins over a late response; the dropped call's upstream
         // stream is reset (CANCEL).
         let result = match deadline.as_mut() {
@@ -249,13 +256,17 @@ pub async fn handle(
         let retry_at = Instant::now();
         let next = match deadline.as_mut() {
             Some(d) => match d
-                .run(backend.take_retry(pick, &server, Some(d.budget.at)))
+                .run(Box::pin(backend.take_retry(
+                    pick,
+                    &server,
+                    Some(d.budget.at),
+                )))
                 .await
             {
                 Ok(r) => r,
                 Err(e) => return expired(&e, "sQ", log),
             },
-            None => backend.take_retry(pick, &server, None).await,
+            None => Box::pin(backend.take_retry(pick, &server, None)).await,
         };
         match next {
             // An HTTP/1.1 server takes the client's body itself: only a
