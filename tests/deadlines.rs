@@ -360,20 +360,6 @@ async fn timeout_server_still_fires_before_a_longer_deadline() {
     assert!(st.message().contains("timeout server"), "{st:?}");
 }
 
-fn python() -> String {
-    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-    let has_grpc = std::process::Command::new(&python)
-        .args(["-c", "import grpc"])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(
-        has_grpc,
-        "Python grpcio is required for this test: python3 -m pip install grpcio"
-    );
-    python
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_grpcio_deadline_through_weir() {
     let servers = echo_servers(1).await;

@@ -5,21 +5,6 @@ mod common;
 
 use common::*;
 
-/// The Python interpreter with grpcio (required: .ci/run installs it).
-fn python() -> String {
-    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-    let has_grpc = std::process::Command::new(&python)
-        .args(["-c", "import grpc"])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(
-        has_grpc,
-        "Python grpcio is required for this test: python3 -m pip install grpcio"
-    );
-    python
-}
-
 /// Runs `tests/py/<script>` against `addr`; checks it ends with `done`.
 async fn run_script(script: &str, addr: std::net::SocketAddr, done: &str) {
     let path = format!("{}/tests/py/{script}", env!("CARGO_MANIFEST_DIR"));

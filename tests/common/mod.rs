@@ -242,3 +242,18 @@ pub async fn grpc_status_server(status: u32) -> SocketAddr {
     });
     addr
 }
+
+/// The Python interpreter with grpcio (required: .ci/run installs it).
+pub fn python() -> String {
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let has_grpc = std::process::Command::new(&python)
+        .args(["-c", "import grpc"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        has_grpc,
+        "Python grpcio is required for this test: python3 -m pip install grpcio"
+    );
+    python
+}
