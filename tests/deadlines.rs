@@ -365,21 +365,11 @@ async fn python_grpcio_deadline_through_weir() {
     let servers = echo_servers(1).await;
     let (_logs, log) = LogSink::new().await;
     let proxy = start_proxy(&config(log, &[servers[0].addr], "", "")).await;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/deadline_client.py");
-    let out = tokio::process::Command::new(python())
-        .arg(script)
-        .arg(fe_addr(&proxy).to_string())
-        .output();
-    let out = within(60, out).await.expect("python runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "deadline_client.py failed\n{stdout}\n{stderr}"
-    );
-    assert!(
-        stdout.contains("python grpcio deadline: all checks passed"),
-        "{stdout}"
-    );
+    run_script(
+        "deadline_client.py",
+        fe_addr(&proxy),
+        "python grpcio deadline: all checks passed",
+    )
+    .await;
     within(5, servers[0].stats.wait_cancelled(1)).await;
 }

@@ -5,20 +5,6 @@ mod common;
 
 use common::*;
 
-/// Runs `tests/py/<script>` against `addr`; checks it ends with `done`.
-async fn run_script(script: &str, addr: std::net::SocketAddr, done: &str) {
-    let path = format!("{}/tests/py/{script}", env!("CARGO_MANIFEST_DIR"));
-    let out = tokio::process::Command::new(python())
-        .arg(path)
-        .arg(addr.to_string())
-        .output();
-    let out = within(60, out).await.expect("python runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{script} failed\n{stdout}\n{stderr}");
-    assert!(stdout.contains(done), "{stdout}");
-}
-
 /// `http-request deny` answers are trailers-only gRPC statuses that grpcio
 /// reads as the matching status codes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -72,6 +72,12 @@ impl H1Pool {
     }
 
     /// Returns a connection whose call is over.
+    /// Whether an idle connection is ready to be reused.
+    pub fn has_idle(&self) -> bool {
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        idle.iter().any(|s| s.is_ready())
+    }
+
     pub fn release(&self, send: H1Sender) {
         if send.is_closed() {
             return;

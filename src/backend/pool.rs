@@ -134,6 +134,12 @@ impl H2Pool {
         ))
     }
 
+    /// Whether an open connection is in the pool (the next call will most
+    /// likely not have to connect).
+    pub fn is_connected(&self) -> bool {
+        lock(&self.conns).iter().any(|c| !c.is_closed())
+    }
+
     fn try_acquire(&self) -> Option<StreamLease> {
         let mut conns = lock(&self.conns);
         conns.retain(|c| !c.is_closed());

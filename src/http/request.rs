@@ -359,6 +359,9 @@ async fn preconnect(
     timeouts: &crate::config::Timeouts,
 ) -> Result<(), ProxyError> {
     match server.proto {
+        // The common case: a pooled connection is there; no extra lease.
+        UpstreamProto::H2 if server.h2_for(sni).is_connected() => Ok(()),
+        UpstreamProto::H1 if server.h1.has_idle() => Ok(()),
         UpstreamProto::H2 => server.h2_for(sni).acquire(timeouts.connect).await.map(drop),
         UpstreamProto::H1 => {
             let sender = server.h1.acquire(server.addr, timeouts.connect).await?;
