@@ -239,6 +239,9 @@ impl Running {
             }
         }
         crate::health::spawn(&snapshot, &mut self.tasks, &rx);
+        snapshot.stats.publish(&snapshot);
+        self.tasks
+            .spawn(crate::observe::stats::tick_every_second(snapshot.stats.clone(), rx.clone()));
         // The new generation accepts on the same sockets; now the old one
         // stops accepting. Its connections stay: their next calls use the
         // new frontend through the slots; calls in flight finish as they are.
@@ -262,6 +265,10 @@ impl Running {
         let sockets = bind_all(&snapshot, self.threads, &self.sockets)?;
         self.serve(snapshot, sockets)?;
         self.reloads += 1;
+        self.snapshot
+            .stats
+            .reloads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 

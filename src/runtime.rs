@@ -16,6 +16,7 @@ use crate::config::{
 };
 use crate::error::Error;
 use crate::observe::log::Logger;
+use crate::observe::stats::{FrontendStats, Stats};
 use crate::observe::logformat::LogFormat as LineFormat;
 
 pub struct Snapshot {
@@ -26,6 +27,8 @@ pub struct Snapshot {
     pub global_maxconn: Option<u32>,
     /// Ends open gRPC calls cleanly at the end of `hard-stop-after`.
     pub hard_stop: Arc<HardStop>,
+    /// Counters by name, shared by every generation of the proxy.
+    pub stats: Arc<Stats>,
 }
 
 /// The end of a proxy's `hard-stop-after`: gRPC calls still open are ended
@@ -138,6 +141,13 @@ pub struct Frontend {
     pub logger: Option<Arc<Logger>>,
     /// `option tcplog` (and a tcp-mode frontend).
     pub tcplog: bool,
+    /// `option log-json`: the tcplog line is written as JSON (the httplog
+    /// layout carries its own flag).
+    pub log_json: bool,
+    /// This frontend's counters (kept across reloads).
+    pub stats: Arc<FrontendStats>,
+    /// Every counter of the proxy (the exporter and the stats page read it).
+    pub registry: Arc<Stats>,
 }
 
 impl Snapshot {
@@ -156,6 +166,13 @@ impl Snapshot {
                 .and_then(|p| p.backend(backend))
                 .and_then(|b| b.servers.iter().find(|s| s.name == name).cloned())
         };
+        let stats: Arc<Stats> = previous
+            .map(|p| p.stats.clone())
+            .unwrap_or_else(|| Arc::new(Stats::new(
+                    cfg.global
+                        .metrics_max_methods
+                        .unwrap_or(crate::observe::stats::DEFAULT_MAX_METHODS),
+                )));
         let backends: Vec<Arc<Backend>> = cfg
             .backends
             .iter()
@@ -165,11 +182,14 @@ impl Snapshot {
                     if old.carries_over_to(s) {
                         return Some(old);
                     }
-                    let new = Arc::new(crate::backend::Server::from_config(s));
+                    let new = Arc::new(
+                        crate::backend::Server::from_config(s)
+                            .with_stats(stats.server(&b.name, &s.name)),
+                    );
                     new.inherit_state(&old);
                     Some(new)
                 };
-                Arc::new(Backend::from_config_with(b, &reuse))
+                Arc::new(Backend::from_config_with(b, &reuse, &stats))
             })
             .collect();
         let by_name: Arc<HashMap<String, Arc<Backend>>> = Arc::new(
@@ -205,6 +225,11 @@ impl Snapshot {
                 (Some(_), Mode::Http) if f.options.httplog => Some(Arc::new(LineFormat::httplog())),
                 _ => None,
             };
+            // `option log-json`: the same layout, written as JSON.
+            let httplog = match httplog {
+                Some(lf) if f.options.log_json => Some(Arc::new((*lf).clone().json(true))),
+                other => other,
+            };
             frontends.push(Arc::new(Frontend {
                 name: f.name.clone(),
                 mode: f.mode,
@@ -235,9 +260,13 @@ impl Snapshot {
                 active: AtomicU32::new(0),
                 logger,
                 tcplog: f.options.tcplog && f.mode == Mode::Tcp,
+                log_json: f.options.log_json,
+                stats: stats.frontend(&f.name),
+                registry: stats.clone(),
             }));
         }
         Ok(Snapshot {
+            stats,
             frontends,
             backends,
             global_maxconn: cfg.global.maxconn,

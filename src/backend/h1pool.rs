@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -17,7 +16,8 @@ use crate::error::{ErrorKind, ProxyError};
 /// Idle connections kept per server.
 const MAX_IDLE: usize = 64;
 
-pub type H1Sender = SendRequest<Incoming>;
+/// HTTP/1.1 servers take the client's (counted) body as it is.
+pub type H1Sender = SendRequest<crate::http::tally::CountedBody>;
 
 #[derive(Default)]
 pub struct H1Pool {

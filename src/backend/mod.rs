@@ -68,6 +68,8 @@ pub struct Backend {
     queued: AtomicUsize,
     /// How many calls may wait (`maxqueue`); `None`: no limit.
     pub maxqueue: Option<usize>,
+    /// This backend's counters and gRPC method table (kept across reloads).
+    pub stats: Arc<crate::observe::stats::BackendStats>,
 }
 
 /// Where a waiter sits in the queue: calls with a deadline first (earliest
@@ -130,7 +132,7 @@ impl Drop for Slot {
 
 impl Backend {
     pub fn from_config(b: &config::Backend) -> Self {
-        Self::from_config_with(b, &|_| None)
+        Self::from_config_with(b, &|_| None, &crate::observe::stats::Stats::default())
     }
 
     /// Like [`Backend::from_config`], taking the servers `reuse` returns
@@ -138,11 +140,16 @@ impl Backend {
     pub fn from_config_with(
         b: &config::Backend,
         reuse: &dyn Fn(&config::Server) -> Option<Arc<Server>>,
+        stats: &crate::observe::stats::Stats,
     ) -> Self {
         let servers: Vec<Arc<Server>> = b
             .servers
             .iter()
-            .map(|s| reuse(s).unwrap_or_else(|| Arc::new(Server::from_config(s))))
+            .map(|s| {
+                reuse(s).unwrap_or_else(|| {
+                    Arc::new(Server::from_config(s).with_stats(stats.server(&b.name, &s.name)))
+                })
+            })
             .collect();
         let (backups, active): (Vec<_>, Vec<_>) = servers.iter().cloned().partition(|s| s.backup);
         let weights: Vec<u32> = active.iter().map(|s| s.weight).collect();
@@ -169,6 +176,7 @@ impl Backend {
             queue: Mutex::new(WaitQueue::default()),
             queued: AtomicUsize::new(0),
             maxqueue: queue_limit(b),
+            stats: stats.backend(&b.name),
         }
     }
 

@@ -68,6 +68,8 @@ pub struct Server {
     tls_settings: Option<crate::tls::ServerTls>,
     /// `observe`: passive health from live traffic.
     pub passive: Option<Passive>,
+    /// Counters (kept across reloads, by backend and server name).
+    pub stats: Arc<crate::observe::stats::ServerStats>,
 }
 
 /// Passive health state of one server (`observe`, `error-limit`, `on-error`).
@@ -172,6 +174,7 @@ impl Server {
                 errors: AtomicU32::new(0),
                 wake: tokio::sync::Notify::new(),
             }),
+            stats: Arc::default(),
         }
     }
 
@@ -215,6 +218,12 @@ impl Server {
 
     /// Copies health state (up/down, check history) from the server this
     /// one replaces in a reload.
+    /// With the counters the proxy keeps for this server's name.
+    pub fn with_stats(mut self, stats: Arc<crate::observe::stats::ServerStats>) -> Self {
+        self.stats = stats;
+        self
+    }
+
     pub fn inherit_state(&self, old: &Server) {
         self.state
             .up

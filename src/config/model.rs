@@ -67,6 +67,9 @@ pub struct Global {
     /// `ssl-default-server-options` / `ssl-default-server-ciphersuites` /
     /// `ssl-server-verify`.
     pub ssl_server: SslDefaults,
+    /// `metrics-max-methods <n>`: distinct gRPC methods counted per backend
+    /// (default [`crate::observe::stats::DEFAULT_MAX_METHODS`]).
+    pub metrics_max_methods: Option<usize>,
 }
 
 /// TLS defaults from `global` for `bind` or `server` lines.

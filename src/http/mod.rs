@@ -11,6 +11,7 @@ pub mod request;
 pub mod respond;
 pub mod retry;
 pub mod rules;
+pub mod tally;
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -112,6 +113,8 @@ pub struct ClientBody {
     inner: ProxyBody,
     _call: CallGuard,
     log: Option<Box<PendingLog>>,
+    /// What the request adds to the counters, at its end.
+    tally: tally::Tally,
     /// For gRPC responses streamed from a server: the proxy's hard stop,
     /// which ends the call with UNAVAILABLE trailers.
     hard_stop: Option<HardStopWatch>,
@@ -165,6 +168,9 @@ impl http_body::Body for ClientBody {
                         crate::error::GrpcCode::Unavailable,
                         "server shutting down",
                     );
+                    this.tally.trailers(&t);
+                    this.tally.termination("KD");
+                    this.tally.finish();
                     if let Some(log) = this.log.as_mut() {
                         log.trailers(&t);
                         log.termination("KD");
@@ -173,6 +179,28 @@ impl http_body::Body for ClientBody {
                     return std::task::Poll::Ready(Some(Ok(http_body::Frame::trailers(t))));
                 }
             }
+        }
+        let tally = &mut this.tally;
+        match &polled {
+            std::task::Poll::Ready(Some(Ok(frame))) => {
+                if let Some(d) = frame.data_ref() {
+                    tally.data(d);
+                } else if let Some(t) = frame.trailers_ref() {
+                    tally.trailers(t);
+                }
+                if this.inner.is_end_stream() {
+                    if let Some(t) = this.inner.termination() {
+                        tally.termination(t);
+                    }
+                    tally.finish();
+                }
+            }
+            std::task::Poll::Ready(Some(Err(_))) => {
+                tally.termination(this.inner.termination().unwrap_or("SD"));
+                tally.finish();
+            }
+            std::task::Poll::Ready(None) => tally.finish(),
+            std::task::Poll::Pending => {}
         }
         let Some(log) = this.log.as_mut() else {
             return polled;
@@ -270,7 +298,8 @@ pub async fn serve<S>(
         svc_calls.started.fetch_add(1, Ordering::Relaxed);
         let guard = CallGuard(svc_calls.clone());
         async move {
-            let (resp, log) = request::handle(req, &fe, &conn_info, &pick).await;
+            let mut tally = tally::Tally::start(&fe.stats, grpc::is_grpc(req.headers()));
+            let (resp, log) = request::handle(req, &fe, &conn_info, &pick, &mut tally).await;
             let streamed_grpc = !http_body::Body::is_end_stream(resp.body())
                 && matches!(resp.body(), ProxyBody::H2(_) | ProxyBody::H1(_))
                 && grpc::is_grpc(resp.headers());
@@ -283,6 +312,7 @@ pub async fn serve<S>(
                 inner,
                 _call: guard,
                 log,
+                tally,
                 hard_stop,
             }))
         }

@@ -28,19 +28,22 @@ use crate::http::deadline::Deadline;
 use crate::http::forward::{self, Timing};
 use crate::http::retry::{self, Replay, ReqBody};
 use crate::http::rules::{self, Env, Outcome, ReqHead};
-use crate::http::{grpc, respond};
+use crate::http::tally::Tally;
+use crate::http::respond;
 use crate::runtime::Frontend;
 
 /// Routes, balances and forwards one request; every failure becomes a
 /// reply the client understands (a gRPC status for gRPC clients). Returns
-/// the response and the request's pending log line, if the frontend logs.
+/// the response and the request's pending log line, if the frontend logs;
+/// `tally` collects what the request adds to the counters.
 pub async fn handle(
     req: Request<Incoming>,
     fe: &Arc<Frontend>,
     conn: &ConnInfo,
     pick: &PickCtx,
+    tally: &mut Tally,
 ) -> (Response<ProxyBody>, Option<Box<PendingLog>>) {
-    let is_grpc = grpc::is_grpc(req.headers());
+    let is_grpc = tally.is_grpc();
     // The budget starts now, as the client sent it (before any rule).
     let mut deadline = if is_grpc {
         Deadline::from_headers(req.headers(), tokio::time::Instant::now())
@@ -48,6 +51,7 @@ pub async fn handle(
         None
     };
     let (mut parts, body) = req.into_parts();
+    let body = tally.count_body(body);
     let mut log = PendingLog::start(fe, conn, &parts);
     let mut env = Env {
         src: conn.peer,
@@ -58,18 +62,26 @@ pub async fn handle(
     };
 
     if let Outcome::Reply(r) = rules::request(&fe.http_request, &mut parts, &env, is_grpc) {
-        return reply(r.response, r.termination, log);
+        tally.no_backend(&fe.name, parts.uri.path());
+        tally.rule_reply(r.termination);
+        return reply(r.response, r.termination, log, tally);
     }
     let backend = match rules::route(fe, &parts, &env) {
         Ok(b) => b,
-        Err(e) => return failed(&e, is_grpc, log),
+        Err(e) => {
+            tally.no_backend(&fe.name, parts.uri.path());
+            tally.request_error();
+            return failed(&e, is_grpc, log, tally);
+        }
     };
     if let Some(l) = log.as_mut() {
         l.backend(&backend);
     }
+    tally.backend(&backend, &fe.name, parts.uri.path());
     env.backend = Some(&backend.name);
     if let Outcome::Reply(r) = rules::request(&backend.http_request, &mut parts, &env, is_grpc) {
-        return reply(r.response, r.termination, log);
+        tally.rule_reply(r.termination);
+        return reply(r.response, r.termination, log, tally);
     }
     if let Some(ff) = backend.forwardfor.as_ref().or(fe.forwardfor.as_ref()) {
         rules::forwardfor(ff, &mut parts.headers, conn.peer);
@@ -83,13 +95,13 @@ pub async fn handle(
     let taken = match deadline.as_mut() {
         Some(d) => match d.run(backend.take_until(pick, Some(d.budget.at))).await {
             Ok(r) => r,
-            Err(e) => return expired(&e, "sQ", log),
+            Err(e) => return expired(&e, "sQ", log, tally),
         },
         None => backend.take_until(pick, None).await,
     };
     let mut slot = match taken {
         Ok(slot) => slot,
-        Err(e) => return failed(&e, is_grpc, log),
+        Err(e) => return failed(&e, is_grpc, log, tally),
     };
     // Retries: the body is recorded as it is forwarded (up to
     // `retry-buffer`) and the head kept, so that a failed attempt can be
@@ -100,6 +112,7 @@ pub async fn handle(
     // request needs neither a recorded body nor a copy of its head.
     let connect_only = policy.retries > 0 && policy.on.nothing_sent_only();
     let mut retries = 0u32;
+    let mut redispatched = false;
     if connect_only {
         backend.retry_budget.call();
         loop {
@@ -120,12 +133,14 @@ pub async fn handle(
             let connected = match deadline.as_mut() {
                 Some(d) => match d.run(connect).await {
                     Ok(r) => r,
-                    Err(e) => return expired(&e, "sC", log),
+                    Err(e) => return expired(&e, "sC", log, tally),
                 },
                 None => connect.await,
             };
             let Err(mut e) = connected else { break };
             observe_error(&backend, &server, &e);
+            tally.server(&server);
+            tally.conn_error(&server);
             let retry = retries < policy.retries
                 && matches!(e.kind, ErrorKind::ConnectFailed | ErrorKind::ConnectTimeout)
                 && backend.retry_budget.try_retry();
@@ -140,7 +155,7 @@ pub async fn handle(
                         .await
                     {
                         Ok(r) => r,
-                        Err(e) => return expired(&e, "sQ", log),
+                        Err(e) => return expired(&e, "sQ", log, tally),
                     },
                     None => Box::pin(backend.take_retry(pick, &server, None)).await,
                 };
@@ -151,6 +166,7 @@ pub async fn handle(
             match next {
                 Some(s) => {
                     retries += 1;
+                    redispatched |= !Arc::ptr_eq(&s.server, &server);
                     tracing::debug!(backend = %backend.name, from = %server.name, to = %s.server.name, retry = retries, "retrying connect");
                     slot = s;
                 }
@@ -160,7 +176,8 @@ pub async fn handle(
                         l.retries(retries);
                     }
                     e.message = format!("{}/{}: {}", backend.name, server.name, e.message);
-                    return failed(&e, is_grpc, log);
+                    tally.retries(retries, redispatched);
+                    return failed(&e, is_grpc, log, tally);
                 }
             }
         }
@@ -223,11 +240,17 @@ pub async fn handle(
             Some(d) => d.run(fwd).await.and_then(|r| r),
             None => fwd.await,
         };
+        tally.server(&server);
         // Passive health judges every attempt.
         let event = match &result {
             Err(e) if e.kind == ErrorKind::DeadlineExceeded => None,
             Err(e) => {
                 observe_error(&backend, &server, e);
+                if matches!(e.kind, ErrorKind::ConnectFailed | ErrorKind::ConnectTimeout) {
+                    tally.conn_error(&server);
+                } else {
+                    tally.resp_error();
+                }
                 retry::event_of_error(e, &timing)
             }
             Ok(resp) => {
@@ -264,7 +287,7 @@ pub async fn handle(
                 .await
             {
                 Ok(r) => r,
-                Err(e) => return expired(&e, "sQ", log),
+                Err(e) => return expired(&e, "sQ", log, tally),
             },
             None => Box::pin(backend.take_retry(pick, &server, None)).await,
         };
@@ -273,6 +296,7 @@ pub async fn handle(
             // body not read yet can go to one.
             Ok(s) if s.server.proto == UpstreamProto::H2 || replay.untouched() => {
                 retries += 1;
+                redispatched |= !Arc::ptr_eq(&s.server, &server);
                 tracing::debug!(
                     backend = %backend.name,
                     from = %server.name,
@@ -291,6 +315,7 @@ pub async fn handle(
     if let Some(r) = replay.as_ref() {
         r.finish();
     }
+    tally.retries(retries, redispatched);
     if let Some(l) = log.as_mut() {
         l.retries(retries);
         if let Some(c) = timing.connected {
@@ -306,29 +331,30 @@ pub async fn handle(
             } else {
                 "sC"
             };
-            return expired(&e, stage, log);
+            return expired(&e, stage, log, tally);
         }
         Err(mut e) => {
             // Name the backend/server, as HAProxy's logs do.
             e.message = format!("{}/{}: {}", backend.name, server.name, e.message);
             tracing::debug!(frontend = %fe.name, backend = %backend.name, error = %e, "proxy error");
-            return failed(&e, is_grpc, log);
+            return failed(&e, is_grpc, log, tally);
         }
     };
     if let (Some(d), ProxyBody::H2(u)) = (deadline, resp.body_mut()) {
         u.set_deadline(d);
     }
     let Some(head) = head else {
-        return done(resp, log, fe.logasap);
+        return done(resp, log, fe.logasap, tally);
     };
     let (mut rparts, rbody) = resp.into_parts();
     for list in [&backend.http_response, &fe.http_response] {
         if let Some(r) = rules::response(list, &mut rparts, &head, &env, is_grpc) {
             // The server's body is dropped: its stream is reset.
-            return reply(r.response, r.termination, log);
+            tally.denied_response();
+            return reply(r.response, r.termination, log, tally);
         }
     }
-    done(Response::from_parts(rparts, rbody), log, fe.logasap)
+    done(Response::from_parts(rparts, rbody), log, fe.logasap, tally)
 }
 
 /// Passive health of a failed attempt.
@@ -399,8 +425,9 @@ fn failed(
     e: &ProxyError,
     is_grpc: bool,
     log: Option<Box<PendingLog>>,
+    tally: &mut Tally,
 ) -> (Response<ProxyBody>, Option<Box<PendingLog>>) {
-    reply(respond::error(is_grpc, e), e.kind.reply().termination, log)
+    reply(respond::error(is_grpc, e), e.kind.reply().termination, log, tally)
 }
 
 /// DEADLINE_EXCEEDED answered by weir, logged with the stage it ran out in.
@@ -408,8 +435,9 @@ fn expired(
     e: &ProxyError,
     termination: &str,
     log: Option<Box<PendingLog>>,
+    tally: &mut Tally,
 ) -> (Response<ProxyBody>, Option<Box<PendingLog>>) {
-    reply(respond::error(true, e), termination, log)
+    reply(respond::error(true, e), termination, log, tally)
 }
 
 /// A reply made by the proxy: logged now, it is already complete.
@@ -417,7 +445,14 @@ fn reply(
     resp: Response<ProxyBody>,
     termination: &str,
     mut log: Option<Box<PendingLog>>,
+    tally: &mut Tally,
 ) -> (Response<ProxyBody>, Option<Box<PendingLog>>) {
+    tally.termination(termination);
+    tally.response(resp.status().as_u16(), resp.headers());
+    if let ProxyBody::Full(Some(b)) = resp.body() {
+        tally.data(b);
+    }
+    tally.finish();
     if let Some(l) = log.as_mut() {
         l.termination(termination);
         l.response(resp.status().as_u16(), resp.headers());
@@ -434,7 +469,12 @@ fn done(
     resp: Response<ProxyBody>,
     mut log: Option<Box<PendingLog>>,
     logasap: bool,
+    tally: &mut Tally,
 ) -> (Response<ProxyBody>, Option<Box<PendingLog>>) {
+    tally.response(resp.status().as_u16(), resp.headers());
+    if http_body::Body::is_end_stream(resp.body()) {
+        tally.finish();
+    }
     if let Some(l) = log.as_mut() {
         l.response(resp.status().as_u16(), resp.headers());
         if http_body::Body::is_end_stream(resp.body()) {

@@ -20,7 +20,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::{HeaderMap, Response};
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
+use crate::http::tally::CountedBody as Incoming;
 
 use crate::config::{self, RetryOn};
 use crate::error::{ErrorKind, ProxyError};
