@@ -29,6 +29,7 @@ impl Counted {
     fn new(fe: Arc<Frontend>) -> Self {
         ACTIVE.fetch_add(1, Ordering::Relaxed);
         fe.active.fetch_add(1, Ordering::Relaxed);
+        fe.stats.conn_opened();
         Counted(fe)
     }
 }
@@ -37,6 +38,7 @@ impl Drop for Counted {
     fn drop(&mut self) {
         ACTIVE.fetch_sub(1, Ordering::Relaxed);
         self.0.active.fetch_sub(1, Ordering::Relaxed);
+        self.0.stats.conn_closed();
     }
 }
 

@@ -335,12 +335,15 @@ fn retry_keywords_parse() {
     assert_eq!(be.retry.buffer, 8192);
     assert!(be.retry.redispatch);
 
-    // Defaults: retries 3, retry-on conn-failure, 64k, no redispatch;
-    // inherited from `defaults`.
+    // Defaults: retries 3, retry-on conn-failure refused-stream (an h2
+    // server), 64k, no redispatch; inherited from `defaults`.
     let l = check(&backend_cfg("")).expect("valid");
     let be = weir::backend::Backend::from_config(&l.config.backends[0]);
     assert_eq!(be.retry.retries, 3);
-    assert_eq!(be.retry.on, weir::config::RetryOn::CONN_FAILURE);
+    assert_eq!(
+        be.retry.on,
+        weir::config::RetryOn::CONN_FAILURE.union(weir::config::RetryOn::REFUSED_STREAM)
+    );
     assert_eq!(be.retry.buffer, 64 << 10);
     assert!(!be.retry.redispatch);
     let l = check("defaults\n    mode http\n    retries 1\n    retry-on none\nbackend be\n    server s1 127.0.0.1:1 proto h2\n").expect("valid");
@@ -374,4 +377,137 @@ fn retry_keyword_errors() {
         "{:?}",
         l.warnings
     );
+}
+
+/// An HTTP/2 server that refuses (REFUSED_STREAM) the first `refuse`
+/// streams it gets, then answers every call trailers-only NOT_FOUND.
+async fn refusing_server(refuse: usize) -> (SocketAddr, Arc<AtomicUsize>) {
+    let l = tokio::net::TcpListener::bind(ANY).await.expect("bind");
+    let addr = l.local_addr().expect("addr");
+    let streams = Arc::new(AtomicUsize::new(0));
+    let seen = streams.clone();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let Ok(mut conn) = h2::server::handshake(s).await else {
+                    return;
+                };
+                while let Some(Ok((_req, mut respond))) = conn.accept().await {
+                    if seen.fetch_add(1, Ordering::SeqCst) < refuse {
+                        respond.send_reset(h2::Reason::REFUSED_STREAM);
+                        continue;
+                    }
+                    let r = http::Response::builder()
+                        .header("content-type", "application/grpc")
+                        .header("grpc-status", "5")
+                        .body(())
+                        .expect("response");
+                    let _ = respond.send_response(r, true);
+                }
+            });
+        }
+    });
+    (addr, streams)
+}
+
+/// A server that is restarting: on every connection it answers the
+/// client's first HEADERS frame with GOAWAY(last-stream-id 0, NO_ERROR),
+/// so the stream was not processed, then closes. Written frame by frame.
+async fn goaway_server() -> (SocketAddr, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind(ANY).await.expect("bind");
+    let addr = l.local_addr().expect("addr");
+    let goaways = Arc::new(AtomicUsize::new(0));
+    let sent = goaways.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let sent = sent.clone();
+            tokio::spawn(async move {
+                let mut preface = [0u8; 24];
+                if s.read_exact(&mut preface).await.is_err() {
+                    return;
+                }
+                // Our SETTINGS (empty).
+                if s.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.is_err() {
+                    return;
+                }
+                // Bounded: a client sends a handful of frames before HEADERS.
+                for _ in 0..32 {
+                    let mut head = [0u8; 9];
+                    if s.read_exact(&mut head).await.is_err() {
+                        return;
+                    }
+                    let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+                    let mut payload = vec![0u8; len];
+                    if s.read_exact(&mut payload).await.is_err() {
+                        return;
+                    }
+                    match head[3] {
+                        // SETTINGS without ACK: acknowledge it.
+                        4 if head[4] & 1 == 0 => {
+                            let _ = s.write_all(&[0, 0, 0, 4, 1, 0, 0, 0, 0]).await;
+                        }
+                        // HEADERS: going away, and this stream is not covered.
+                        1 => {
+                            let goaway = [0, 0, 8, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+                            let _ = s.write_all(&goaway).await;
+                            sent.fetch_add(1, Ordering::SeqCst);
+                            let _ = s.shutdown().await;
+                            return;
+                        }
+                        _ => {}
+                    }
+                }
+            });
+        }
+    });
+    (addr, goaways)
+}
+
+/// Upstream GOAWAY not covering the call (a server restarting): the call is
+/// retried on another server with the default `retry-on` (no retry line),
+/// and the client never sees the failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn goaway_above_last_stream_id_is_retried_by_default() {
+    let (restarting, goaways) = goaway_server().await;
+    let good = echo_servers(1).await;
+    let cfg = format!(
+        "defaults\n    mode http\n    timeout connect 1s\n    timeout client 30s\n    timeout server 30s\n\
+         frontend fe\n    bind 127.0.0.1:0\n    default_backend be\n\
+         backend be\n    balance first\n    option redispatch\n{}",
+        server_lines(&[restarting, good[0].addr], "")
+    );
+    let proxy = start_proxy(&cfg).await;
+    let mut c = echo_client(fe_addr(&proxy)).await;
+    for i in 0..5 {
+        let r = within(10, c.unary(EchoRequest::default()))
+            .await
+            .unwrap_or_else(|e| panic!("call {i} failed: {e:?}"));
+        assert_eq!(r.into_inner().server, "s1");
+    }
+    assert!(goaways.load(Ordering::SeqCst) >= 1, "the restarting server was tried");
+}
+
+/// REFUSED_STREAM is retried by default (on the same server without
+/// redispatch); with `retry-on conn-failure` alone it reaches the client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_stream_is_retried_by_default_and_not_with_conn_failure_only() {
+    let (refuser, streams) = refusing_server(1).await;
+    let proxy = start_proxy(&config("", &[refuser])).await;
+    let mut c = echo_client(fe_addr(&proxy)).await;
+    let e = within(10, c.unary(EchoRequest::default()))
+        .await
+        .expect_err("the server answers NOT_FOUND");
+    assert_eq!(e.code(), Code::NotFound, "the retry reached the server: {e:?}");
+    assert_eq!(streams.load(Ordering::SeqCst), 2, "refused once, then answered");
+
+    let (refuser, streams) = refusing_server(1).await;
+    let proxy = start_proxy(&config("    retry-on conn-failure\n", &[refuser])).await;
+    let mut c = echo_client(fe_addr(&proxy)).await;
+    let e = within(10, c.unary(EchoRequest::default()))
+        .await
+        .expect_err("refused, not retried");
+    assert_ne!(e.code(), Code::NotFound, "{e:?}");
+    assert_eq!(streams.load(Ordering::SeqCst), 1);
 }

@@ -152,6 +152,8 @@ impl Backend {
             })
             .collect();
         let (backups, active): (Vec<_>, Vec<_>) = servers.iter().cloned().partition(|s| s.backup);
+        let retry = crate::http::retry::Policy::of(&b.options)
+            .for_servers(servers.iter().any(|s| s.proto == UpstreamProto::H2));
         let weights: Vec<u32> = active.iter().map(|s| s.weight).collect();
         let balancer: Box<dyn Balancer> = match b.balance {
             config::Balance::RoundRobin => Box::new(RoundRobin::new(&weights)),
@@ -170,7 +172,7 @@ impl Backend {
             http_request: b.http_request.clone(),
             http_response: b.http_response.clone(),
             forwardfor: b.options.forwardfor.clone(),
-            retry: crate::http::retry::Policy::of(&b.options),
+            retry,
             retry_budget: Default::default(),
             balancer,
             queue: Mutex::new(WaitQueue::default()),

@@ -194,8 +194,11 @@ impl RetryOn {
     pub const HTTP_503: RetryOn = RetryOn(32);
     pub const NONE: RetryOn = RetryOn(0);
     pub const ALL: RetryOn = RetryOn(63);
-    /// HAProxy's default: `conn-failure`.
-    pub const DEFAULT: RetryOn = RetryOn::CONN_FAILURE;
+    /// weir's default: HAProxy's `conn-failure`, plus `refused-stream`
+    /// (a stream the server refused, or that its GOAWAY does not cover, was
+    /// not processed: sending it again is always safe). Backends with no
+    /// HTTP/2 server use `conn-failure` alone.
+    pub const DEFAULT: RetryOn = RetryOn(RetryOn::CONN_FAILURE.0 | RetryOn::REFUSED_STREAM.0);
 
     pub const fn contains(self, other: RetryOn) -> bool {
         self.0 & other.0 == other.0 && other.0 != 0

@@ -56,6 +56,16 @@ impl Policy {
         }
     }
 
+    /// The default `retry-on` of a backend without HTTP/2 servers: no
+    /// stream can be refused, so only `conn-failure` (which needs no
+    /// recording of the request).
+    pub fn for_servers(mut self, any_h2: bool) -> Policy {
+        if !any_h2 && self.on == RetryOn::DEFAULT {
+            self.on = RetryOn::CONN_FAILURE;
+        }
+        self
+    }
+
     /// How many body bytes to record: none when only failures that happen
     /// before anything is sent are retried.
     pub fn record_limit(&self) -> usize {
@@ -416,10 +426,25 @@ mod tests {
     fn policy_defaults_are_haproxys() {
         let p = Policy::of(&config::Options::default());
         assert_eq!(p.retries, 3);
-        assert_eq!(p.on, RetryOn::CONN_FAILURE);
+        assert_eq!(p.on, RetryOn::DEFAULT);
+        assert!(p.on.contains(RetryOn::REFUSED_STREAM) && p.on.contains(RetryOn::CONN_FAILURE));
         assert!(!p.redispatch);
         assert_eq!(p.buffer, 64 << 10);
-        assert_eq!(p.record_limit(), 0);
+        assert_eq!(p.record_limit(), 64 << 10);
+        // Without HTTP/2 servers nothing can be refused: conn-failure only,
+        // and nothing is recorded.
+        let h1 = p.for_servers(false);
+        assert_eq!(h1.on, RetryOn::CONN_FAILURE);
+        assert_eq!(h1.record_limit(), 0);
+        // An explicit setting is kept as it is.
+        let explicit = config::Options {
+            retry_on: Some(RetryOn(
+                RetryOn::CONN_FAILURE.0 | RetryOn::REFUSED_STREAM.0 | RetryOn::UNAVAILABLE.0,
+            )),
+            ..Default::default()
+        };
+        let e = Policy::of(&explicit).for_servers(false);
+        assert!(e.on.contains(RetryOn::REFUSED_STREAM));
         let none = config::Options {
             retry_on: Some(RetryOn::NONE),
             ..Default::default()
