@@ -34,6 +34,8 @@ struct Watched<'a, T> {
     activity: &'a Activity,
     failed: &'a AtomicU8,
     side: u8,
+    /// Bytes read from this side.
+    read: u64,
 }
 
 impl<T> Watched<'_, T> {
@@ -62,7 +64,9 @@ impl<T: AsyncRead + Unpin> AsyncRead for Watched<'_, T> {
         let this = self.get_mut();
         let before = buf.filled().len();
         let r = Pin::new(&mut *this.io).poll_read(cx, buf);
-        this.note(&r, buf.filled().len() > before);
+        let moved = buf.filled().len() - before;
+        this.read += moved as u64;
+        this.note(&r, moved > 0);
         r
     }
 }
@@ -120,8 +124,16 @@ pub async fn serve<S>(
         crate::http::rules::route(&fe, &parts, &env).ok()
     };
     let Some(backend) = backend else {
+        fe.stats.traffic.req_errors.fetch_add(1, Ordering::Relaxed);
         return;
     };
+    backend
+        .stats
+        .traffic
+        .sessions
+        .fetch_add(1, Ordering::Relaxed);
+    let mut server_stats = None;
+    let (mut bytes_in, mut bytes_out) = (0u64, 0u64);
     let mut server_name = "<NOSRV>".to_string();
     let (mut tw, mut tc, mut bytes) = (-1i64, -1i64, 0u64);
     let mut srvconn = 0;
@@ -141,6 +153,12 @@ pub async fn serve<S>(
         };
         tw = ms(t0.elapsed());
         server_name = slot.server.name.clone();
+        slot.server
+            .stats
+            .traffic
+            .sessions
+            .fetch_add(1, Ordering::Relaxed);
+        server_stats = Some(slot.server.stats.clone());
         let addr = slot.server.addr;
         let t_connect = Instant::now();
         let connected = match backend.timeouts.connect {
@@ -158,6 +176,9 @@ pub async fn serve<S>(
                     ErrorKind::ConnectFailed
                 };
                 let err = ProxyError::new(kind, format!("connection to {addr} failed: {e}"));
+                for t in [&backend.stats.traffic, &slot.server.stats.traffic] {
+                    t.conn_errors.fetch_add(1, Ordering::Relaxed);
+                }
                 tracing::debug!(frontend = %fe.name, %peer, error = %err, "tcp connect failed");
                 break 'session kind.reply().termination;
             }
@@ -184,12 +205,14 @@ pub async fn serve<S>(
             activity: &activity,
             failed: &failed,
             side: CLIENT_ERROR,
+            read: 0,
         };
         let mut s = Watched {
             io: &mut server,
             activity: &activity,
             failed: &failed,
             side: SERVER_ERROR,
+            read: 0,
         };
         let copy = tokio::io::copy_bidirectional(&mut c, &mut s);
         let mut timer = idle.map(|t| IdleTimer::new(activity.clone(), t));
@@ -203,6 +226,7 @@ pub async fn serve<S>(
             _ = crate::proxy::stopping(&mut shutdown) => Some(Err(std::io::ErrorKind::Interrupted.into())),
         };
         drop(slot);
+        (bytes_in, bytes_out) = (c.read, s.read);
         match outcome {
             Some(Ok((_up, down))) => {
                 bytes = down;
@@ -216,6 +240,26 @@ pub async fn serve<S>(
             None => idle_term,
         }
     };
+
+    let traffics = [
+        Some(&fe.stats.traffic),
+        Some(&backend.stats.traffic),
+        server_stats.as_deref().map(|s| &s.traffic),
+    ];
+    for t in traffics.into_iter().flatten() {
+        t.bytes_in.fetch_add(bytes_in, Ordering::Relaxed);
+        t.bytes_out.fetch_add(bytes_out, Ordering::Relaxed);
+        if let [a, b] = term.as_bytes() {
+            t.termination([*a, *b]);
+        }
+    }
+    if term.starts_with('S') || term.starts_with('s') {
+        backend
+            .stats
+            .traffic
+            .resp_errors
+            .fetch_add(1, Ordering::Relaxed);
+    }
 
     if let (Some(log), true) = (fe.logger.as_ref(), fe.tcplog) {
         let line = TcpLog {
@@ -241,6 +285,10 @@ pub async fn serve<S>(
             srv_queue: 0,
             be_queue: backend.queued() as u32,
         };
-        log.emit(&line.line());
+        log.emit(&if fe.log_json {
+            line.json_line()
+        } else {
+            line.line()
+        });
     }
 }

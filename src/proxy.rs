@@ -240,8 +240,10 @@ impl Running {
         }
         crate::health::spawn(&snapshot, &mut self.tasks, &rx);
         snapshot.stats.publish(&snapshot);
-        self.tasks
-            .spawn(crate::observe::stats::tick_every_second(snapshot.stats.clone(), rx.clone()));
+        self.tasks.spawn(crate::observe::stats::tick_every_second(
+            snapshot.stats.clone(),
+            rx.clone(),
+        ));
         // The new generation accepts on the same sockets; now the old one
         // stops accepting. Its connections stay: their next calls use the
         // new frontend through the slots; calls in flight finish as they are.

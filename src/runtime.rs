@@ -16,8 +16,8 @@ use crate::config::{
 };
 use crate::error::Error;
 use crate::observe::log::Logger;
-use crate::observe::stats::{FrontendStats, Stats};
 use crate::observe::logformat::LogFormat as LineFormat;
+use crate::observe::stats::{FrontendStats, Stats};
 
 pub struct Snapshot {
     pub frontends: Vec<Arc<Frontend>>,
@@ -166,13 +166,13 @@ impl Snapshot {
                 .and_then(|p| p.backend(backend))
                 .and_then(|b| b.servers.iter().find(|s| s.name == name).cloned())
         };
-        let stats: Arc<Stats> = previous
-            .map(|p| p.stats.clone())
-            .unwrap_or_else(|| Arc::new(Stats::new(
-                    cfg.global
-                        .metrics_max_methods
-                        .unwrap_or(crate::observe::stats::DEFAULT_MAX_METHODS),
-                )));
+        let stats: Arc<Stats> = previous.map(|p| p.stats.clone()).unwrap_or_else(|| {
+            Arc::new(Stats::new(
+                cfg.global
+                    .metrics_max_methods
+                    .unwrap_or(crate::observe::stats::DEFAULT_MAX_METHODS),
+            ))
+        });
         let backends: Vec<Arc<Backend>> = cfg
             .backends
             .iter()

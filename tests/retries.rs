@@ -486,7 +486,10 @@ async fn goaway_above_last_stream_id_is_retried_by_default() {
             .unwrap_or_else(|e| panic!("call {i} failed: {e:?}"));
         assert_eq!(r.into_inner().server, "s1");
     }
-    assert!(goaways.load(Ordering::SeqCst) >= 1, "the restarting server was tried");
+    assert!(
+        goaways.load(Ordering::SeqCst) >= 1,
+        "the restarting server was tried"
+    );
 }
 
 /// REFUSED_STREAM is retried by default (on the same server without
@@ -499,8 +502,16 @@ async fn refused_stream_is_retried_by_default_and_not_with_conn_failure_only() {
     let e = within(10, c.unary(EchoRequest::default()))
         .await
         .expect_err("the server answers NOT_FOUND");
-    assert_eq!(e.code(), Code::NotFound, "the retry reached the server: {e:?}");
-    assert_eq!(streams.load(Ordering::SeqCst), 2, "refused once, then answered");
+    assert_eq!(
+        e.code(),
+        Code::NotFound,
+        "the retry reached the server: {e:?}"
+    );
+    assert_eq!(
+        streams.load(Ordering::SeqCst),
+        2,
+        "refused once, then answered"
+    );
 
     let (refuser, streams) = refusing_server(1).await;
     let proxy = start_proxy(&config("    retry-on conn-failure\n", &[refuser])).await;

@@ -52,8 +52,8 @@ fn each_bad_line_gets_its_message() {
         ("    use_backend be if { path /x", "'use_backend' : error detected while parsing the condition: missing '}' to close the anonymous ACL"),
         ("    use_backend be if TRUE ||", "'use_backend' : error detected while parsing the condition: missing ACL after '||'"),
         ("    use_backend be extra", "'use_backend' : unexpected argument 'extra' (expected 'if' or 'unless' followed by a condition)"),
-        ("    http-request dney", "'http-request' : unknown action 'dney'; did you mean 'deny' maybe ? (expected one of allow, deny, return, set-header, add-header, del-header, replace-header, replace-value, set-path, set-query, set-uri, set-method)"),
-        ("    http-request redirect location /x", "'http-request' : 'http-request redirect' is not supported yet (weir supports allow, deny, return, set-header, add-header, del-header, replace-header, replace-value, set-path, set-query, set-uri, set-method)"),
+        ("    http-request dney", "'http-request' : unknown action 'dney'; did you mean 'deny' maybe ? (expected one of allow, deny, return, set-header, add-header, del-header, replace-header, replace-value, set-path, set-query, set-uri, set-method, use-service)"),
+        ("    http-request redirect location /x", "'http-request' : 'http-request redirect' is not supported yet (weir supports allow, deny, return, set-header, add-header, del-header, replace-header, replace-value, set-path, set-query, set-uri, set-method, use-service)"),
         ("    http-request deny deny_status 99", "'http-request' : invalid deny_status '99' (expected an HTTP status code between 200 and 599)"),
         ("    http-request deny if { status 500 }", "'http-request' : error detected while parsing the condition: fetch method 'status' extracts information from the response, which is not available here"),
         ("    http-request set-header x-a", "'http-request' : missing argument (expected 'set-header <name> <fmt>')"),
@@ -219,4 +219,133 @@ fn pattern_files_are_read_relative_to_the_config() {
     assert!(eval("/api/x"));
     assert!(eval("/v2/y"));
     assert!(!eval("/web"));
+}
+
+// ------------------------------------------------------ option log-json
+
+#[test]
+fn log_format_field_names_are_checked() {
+    let cases: &[(&str, &str)] = &[
+        ("    log-format \"%(client ci\"", "'log-format' : unterminated '%(' (missing ')' after the field name) in log-format '%(client ci'"),
+        ("    log-format %()ci", "'log-format' : empty field name '%()' in log-format '%()ci'"),
+        ("    log-format \"%(a b)ci\"", "'log-format' : invalid character ' ' in field name '%(a b)' of log-format '%(a b)ci' (only letters, digits, '_', '-' and '.' are allowed)"),
+        ("    log-format %(st)", "'log-format' : field name '%(st)' must be followed by a variable name or '[' in log-format '%(st)', found the end"),
+        ("    log-format %(x)ci:%(x)cp", "'log-format' : duplicate field name '%(x)' in log-format '%(x)ci:%(x)cp'"),
+        ("    option log-json extra", "'option' : unexpected argument 'extra' (expected 'option <name> [<arguments>]')"),
+    ];
+    for (line, want) in cases {
+        assert_eq!(
+            error_of(line),
+            format!("parsing [weir.cfg:4] : {want}"),
+            "line {line:?}"
+        );
+    }
+    // Named fields parse.
+    let c = ok(&fe_with(
+        "    option log-json\n    log-format \"%(client)ci %(st){+Q}ST %(m)[grpc.method]\"",
+    ));
+    assert!(c.frontends[0].options.log_json);
+    assert!(c.frontends[0].log_format.is_some());
+}
+
+#[test]
+fn option_log_json_is_a_frontend_option() {
+    let cfg = "\
+defaults
+    mode http
+    option log-json
+frontend fe
+    bind 127.0.0.1:0
+    default_backend be
+frontend quiet
+    bind 127.0.0.1:0
+    no option log-json
+    default_backend be
+backend be
+    option log-json
+    server s1 127.0.0.1:3000 proto h2
+";
+    let loaded = match config::parse_str("weir.cfg", cfg) {
+        Ok(l) => l,
+        Err(e) => panic!("unexpected errors:\n{e}"),
+    };
+    let warnings: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        warnings,
+        ["parsing [weir.cfg:12] : 'option log-json' ignored because backend 'be' has no frontend capability"]
+    );
+    let c = loaded.config;
+    let json = |name: &str| {
+        c.frontends
+            .iter()
+            .find(|f| f.name == name)
+            .map(|f| f.options.log_json)
+    };
+    assert_eq!(json("fe"), Some(true));
+    assert_eq!(json("quiet"), Some(false));
+}
+
+// ------------------------------------------- stats page and exporter
+
+/// The issue's stats frontend: no backend at all, loads without error.
+#[test]
+fn stats_frontend_without_backend_loads() {
+    let cfg = ok("defaults\n    mode http\nfrontend stats\n    bind 127.0.0.1:8404\n    http-request use-service prometheus-exporter if { path /metrics }\n    stats enable\n    stats uri /stats\n    stats refresh 10s\n");
+    let fe = &cfg.frontends[0];
+    let page = fe.stats.as_ref().expect("stats enabled");
+    assert_eq!(page.uri, "/stats");
+    assert_eq!(page.refresh, Some(std::time::Duration::from_secs(10)));
+    assert!(matches!(
+        fe.http_request[0].action,
+        ReqAction::UseService(config::Service::PrometheusExporter)
+    ));
+    // `stats enable` alone: HAProxy's default uri.
+    let cfg = ok(&fe_with("    stats enable\n    stats hide-version"));
+    let page = cfg.frontends[0].stats.as_ref().expect("stats enabled");
+    assert_eq!(page.uri, "/haproxy?stats");
+    assert!(page.hide_version);
+    let cfg = ok("global\n    metrics-max-methods 7\ndefaults\n    mode http\nfrontend f\n    bind :0\n    stats uri /s\n");
+    assert_eq!(cfg.global.metrics_max_methods, Some(7));
+    assert!(cfg.frontends[0].stats.is_some(), "stats uri implies enable");
+    // A bare `stats refresh` delay is in seconds, as in HAProxy.
+    let cfg = ok(&fe_with("    stats refresh 5"));
+    let page = cfg.frontends[0]
+        .stats
+        .as_ref()
+        .expect("refresh implies enable");
+    assert_eq!(page.refresh, Some(std::time::Duration::from_secs(5)));
+}
+
+#[test]
+fn stats_and_exporter_mistakes_get_clear_messages() {
+    let cases: &[(&str, &str)] = &[
+        ("    http-request use-service prometheus-exportr", "'http-request' : unknown service 'prometheus-exportr'; did you mean 'prometheus-exporter' maybe ? (weir provides: prometheus-exporter)"),
+        ("    http-request use-service", "'http-request' : missing service name (expected 'use-service prometheus-exporter')"),
+        ("    stats auth admin:secret", "'stats auth' : not supported: weir has no HTTP authentication for the stats page; refusing rather than serving it unprotected (restrict it with an 'http-request deny' rule, or bind it to a private address)"),
+        ("    stats refresh soon", "'stats refresh' : invalid delay 'soon' (expected seconds, or a time with a unit: 10s, 1m)"),
+        ("    stats uri stats", "'stats uri' : 'stats' must start with '/'"),
+        ("    stats enabel", "'stats enabel' : unknown subcommand 'enabel'; did you mean 'enable' maybe ? (expected one of enable, uri, refresh, hide-version, show-legends, realm)"),
+    ];
+    for (line, want) in cases {
+        assert_eq!(
+            error_of(line),
+            format!("parsing [weir.cfg:4] : {want}"),
+            "line {line:?}"
+        );
+    }
+    let errs = errors("global\n    metrics-max-methods 0\n");
+    assert_eq!(
+        errs,
+        ["parsing [weir.cfg:2] : 'metrics-max-methods' : value '0' is out of range (expected an integer between 1 and 1000000)"]
+    );
+    let errs = errors("defaults\n    mode http\nbackend b\n    stats enable\n    http-request use-service prometheus-exporter\n    server s 127.0.0.1:1\n");
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+    assert!(
+        errs[0].contains("put 'stats enable' in the frontend or listen section"),
+        "{errs:#?}"
+    );
+    assert!(
+        errs[1].contains("only supported in frontend and listen sections"),
+        "{errs:#?}"
+    );
 }

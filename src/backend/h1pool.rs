@@ -78,6 +78,12 @@ impl H1Pool {
         idle.iter().any(|s| s.is_ready())
     }
 
+    /// Idle connections kept for reuse (for stats and metrics).
+    pub fn idle_count(&self) -> usize {
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        idle.iter().filter(|s| !s.is_closed()).count()
+    }
+
     pub fn release(&self, send: H1Sender) {
         if send.is_closed() {
             return;

@@ -106,6 +106,11 @@ impl H2Pool {
         self.opened.load(Ordering::Relaxed)
     }
 
+    /// Connections open now (for stats and metrics).
+    pub fn open_connections(&self) -> usize {
+        lock(&self.conns).iter().filter(|c| !c.is_closed()).count()
+    }
+
     /// A stream slot on a connection with room, opening one if needed.
     pub async fn acquire(
         &self,

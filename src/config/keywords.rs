@@ -253,6 +253,12 @@ pub(crate) static KEYWORDS: &[Keyword] = &[
         G(p::ssl::global_server_verify),
     ),
     ignored("log-send-hostname", GLOBAL, Yet),
+    kw(
+        "metrics-max-methods",
+        GLOBAL,
+        "metrics-max-methods <number>",
+        G(p::stats::global_metrics_max_methods),
+    ),
     // ---- proxies
     kw("mode", PROXY, "mode { http | tcp }", P(p::mode)),
     kw("timeout", PROXY, "timeout <event> <time>", P(p::timeout)),
@@ -368,7 +374,12 @@ pub(crate) static KEYWORDS: &[Keyword] = &[
     ),
     unsupported("source", BE),
     unsupported("monitor-uri", FE),
-    unsupported("stats", PROXY),
+    kw(
+        "stats",
+        PROXY,
+        "stats { enable | uri <prefix> | refresh <delay> | hide-version | show-legends }",
+        P(p::stats::stats),
+    ),
     unsupported("errorfiles", PROXY),
     unsupported("http-error", PROXY),
     unsupported("unique-id-format", FE),
@@ -396,6 +407,8 @@ pub(crate) enum OptionKind {
     Httplog,
     Tcplog,
     Logasap,
+    /// `option log-json`: access-log lines as JSON objects.
+    LogJson,
     /// `option forwardfor [except <net>] [header <name>] [if-none]`
     Forwardfor,
     /// `option grpc-check [<service>]` (weir's own).
@@ -436,6 +449,7 @@ pub(crate) static OPTIONS: &[OptionDef] = &[
     opt("dontlog-normal", OF, false, Ign(Yet)),
     opt("log-separate-errors", OF, false, Ign(Yet)),
     opt("logasap", OF, false, OptionKind::Logasap),
+    opt("log-json", OF, false, OptionKind::LogJson),
     opt("log-health-checks", OB, false, Ign(Yet)),
     opt("forwardfor", OA, true, OptionKind::Forwardfor),
     opt("originalto", OA, true, Ign(Yet)),

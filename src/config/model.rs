@@ -155,6 +155,9 @@ pub struct Options {
     /// `option logasap`: the httplog line is written as soon as the
     /// response headers are in.
     pub logasap: bool,
+    /// `option log-json`: the frontend's access-log lines (httplog,
+    /// `log-format`, tcplog) are written as one JSON object each.
+    pub log_json: bool,
     /// `option forwardfor [except <net>] [header <name>] [if-none]`
     pub forwardfor: Option<ForwardFor>,
     /// `retries <n>` (unset: [`Options::DEFAULT_RETRIES`]).
@@ -248,6 +251,8 @@ pub struct Frontend {
     pub log_format: Option<Arc<LineFormat>>,
     /// `h2-keepalive`: PINGs to HTTP/2 clients.
     pub h2_keepalive: Option<H2Keepalive>,
+    /// `stats enable` / `stats uri ...`: the stats page, when enabled.
+    pub stats: Option<StatsPage>,
     pub timeouts: Timeouts,
     /// `maxconn N` on the frontend.
     pub maxconn: Option<u32>,
@@ -322,6 +327,50 @@ pub enum ReqAction {
     SetUri(Arc<LineFormat>),
     /// `set-method <fmt>`
     SetMethod(Arc<LineFormat>),
+    /// `use-service <name>`: weir answers the request itself.
+    UseService(Service),
+}
+
+/// A service `http-request use-service` can hand a request to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Service {
+    /// `prometheus-exporter`: the metrics in OpenMetrics text.
+    PrometheusExporter,
+    /// The stats page of `stats enable` / `stats uri`: the resolver adds
+    /// this rule last to the frontend's `http-request` rules; it answers
+    /// requests whose URI starts with the page's `uri`, after the other
+    /// rules ran (even after an `allow`), like HAProxy's stats applet.
+    Stats(Arc<StatsPage>),
+}
+
+/// `stats enable|uri|refresh|hide-version|show-legends` of a frontend:
+/// the HTML stats page (and its `;csv` / `;json` forms).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatsPage {
+    /// `stats uri <prefix>` (default [`StatsPage::DEFAULT_URI`]).
+    pub uri: String,
+    /// `stats refresh <delay>`: the page reloads itself this often.
+    pub refresh: Option<Duration>,
+    /// `stats hide-version`
+    pub hide_version: bool,
+    /// `stats show-legends`
+    pub show_legends: bool,
+}
+
+impl StatsPage {
+    /// HAProxy's default `stats uri`.
+    pub const DEFAULT_URI: &'static str = "/haproxy?stats";
+}
+
+impl Default for StatsPage {
+    fn default() -> Self {
+        StatsPage {
+            uri: StatsPage::DEFAULT_URI.to_string(),
+            refresh: None,
+            hide_version: false,
+            show_legends: false,
+        }
+    }
 }
 
 /// What an `http-response` rule does.

@@ -23,6 +23,7 @@ pub(crate) mod queue;
 pub(crate) mod retry;
 pub(crate) mod rules;
 pub(crate) mod ssl;
+pub(crate) mod stats;
 
 pub(crate) type R = Result<(), String>;
 
@@ -128,6 +129,8 @@ pub(crate) struct ProxyDraft {
     pub capture_request: Vec<Capture>,
     pub capture_response: Vec<Capture>,
     pub log_format: Option<std::sync::Arc<crate::observe::logformat::LogFormat>>,
+    /// `stats enable` / `stats uri ...`: the stats page (frontend side).
+    pub stats: Option<crate::config::StatsPage>,
 }
 
 /// A proxy's `log` line: `log global` is expanded once `global` is known.
@@ -437,6 +440,7 @@ pub(crate) fn option(ctx: &mut Ctx, p: &mut ProxyDraft) -> R {
             p.options.httplog &= !on;
         }
         OptionKind::Logasap => p.options.logasap = on,
+        OptionKind::LogJson => p.options.log_json = on,
         OptionKind::Forwardfor => {
             p.options.forwardfor = if on {
                 Some(rules::forwardfor(&ctx.words[2..])?)

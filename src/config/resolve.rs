@@ -323,6 +323,32 @@ fn frontend_of(s: &Section, global: &Global, diags: &mut Diags) -> Frontend {
         options.httplog = false;
         options.tcplog = true;
     }
+    // `stats enable`: served after the frontend's own `http-request` rules,
+    // as their last rule (see `Service::Stats`).
+    let mut http_request = d.http_request.clone();
+    let stats = match (&d.stats, d.mode) {
+        (Some(page), Mode::Http) => {
+            http_request.push(super::Rule {
+                action: super::ReqAction::UseService(super::Service::Stats(Arc::new(page.clone()))),
+                cond: None,
+                loc: s.loc.clone(),
+            });
+            Some(page.clone())
+        }
+        (Some(_), Mode::Tcp) => {
+            warn(
+                diags,
+                &s.loc,
+                format!(
+                    "'stats' ignored for {} '{}' as it requires HTTP mode",
+                    s.kind.name(),
+                    s.name
+                ),
+            );
+            None
+        }
+        (None, _) => None,
+    };
     Frontend {
         name: s.name.clone(),
         loc: s.loc.clone(),
@@ -334,12 +360,13 @@ fn frontend_of(s: &Section, global: &Global, diags: &mut Diags) -> Frontend {
         maxconn: d.maxconn,
         logs: expand_logs(&d.logs, global),
         options,
-        http_request: d.http_request.clone(),
+        http_request,
         http_response: d.http_response.clone(),
         capture_request: d.capture_request.clone(),
         capture_response: d.capture_response.clone(),
         log_format: d.log_format.clone(),
         h2_keepalive: d.h2_keepalive,
+        stats,
     }
 }
 
@@ -517,7 +544,13 @@ fn finish(state: State, diags: &mut Diags) -> Config {
                 }
             }
         }
-        if fe.default_backend.is_none() && fe.use_backends.is_empty() {
+        // A frontend that answers by itself (stats page, exporter) needs no backend.
+        let serves = fe.stats.is_some()
+            || fe
+                .http_request
+                .iter()
+                .any(|r| matches!(r.action, super::ReqAction::UseService(_)));
+        if fe.default_backend.is_none() && fe.use_backends.is_empty() && !serves {
             let message = format!(
                 "{} '{}' has no 'default_backend' and no 'use_backend' rule: it has nowhere to send traffic",
                 s.kind.name(),

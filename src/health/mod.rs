@@ -51,6 +51,8 @@ pub struct HealthStatus {
     pub fail_streak: u32,
     /// UP/DOWN transitions since start.
     pub transitions: u64,
+    /// When the last UP/DOWN transition happened (stats, metrics).
+    pub last_change: Option<std::time::SystemTime>,
     /// The last check, if one has run.
     pub last: Option<LastCheck>,
 }
@@ -303,6 +305,7 @@ fn record(
         };
         if change.is_some() {
             h.transitions += 1;
+            h.last_change = Some(std::time::SystemTime::now());
         }
         let up = change.unwrap_or(was_up);
         // Settled: nothing pending (up and healthy, or down and failing).
@@ -367,6 +370,7 @@ pub fn on_error(backend: &Arc<Backend>, server: &Server, action: OnError, info: 
                 });
                 if was_up {
                     h.transitions += 1;
+                    h.last_change = Some(std::time::SystemTime::now());
                 }
             }
             if was_up {

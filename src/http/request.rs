@@ -26,10 +26,10 @@ use crate::http::access_log::{ConnInfo, PendingLog};
 use crate::http::body::ProxyBody;
 use crate::http::deadline::Deadline;
 use crate::http::forward::{self, Timing};
+use crate::http::respond;
 use crate::http::retry::{self, Replay, ReqBody};
 use crate::http::rules::{self, Env, Outcome, ReqHead};
 use crate::http::tally::Tally;
-use crate::http::respond;
 use crate::runtime::Frontend;
 
 /// Routes, balances and forwards one request; every failure becomes a
@@ -61,10 +61,22 @@ pub async fn handle(
         tls: conn.tls.as_ref(),
     };
 
-    if let Outcome::Reply(r) = rules::request(&fe.http_request, &mut parts, &env, is_grpc) {
-        tally.no_backend(&fe.name, parts.uri.path());
-        tally.rule_reply(r.termination);
-        return reply(r.response, r.termination, log, tally);
+    match rules::request(&fe.http_request, &mut parts, &env, is_grpc) {
+        Outcome::Reply(r) => {
+            tally.no_backend(&fe.name, parts.uri.path());
+            tally.rule_reply(r.termination);
+            return reply(r.response, r.termination, log, tally);
+        }
+        // The exporter or the stats page: answered by weir ("LR").
+        Outcome::Service(s) => {
+            return reply(
+                crate::observe::stats_page::serve(&s, fe, &parts),
+                "LR",
+                log,
+                tally,
+            )
+        }
+        Outcome::Continue => {}
     }
     let backend = match rules::route(fe, &parts, &env) {
         Ok(b) => b,
@@ -427,7 +439,12 @@ fn failed(
     log: Option<Box<PendingLog>>,
     tally: &mut Tally,
 ) -> (Response<ProxyBody>, Option<Box<PendingLog>>) {
-    reply(respond::error(is_grpc, e), e.kind.reply().termination, log, tally)
+    reply(
+        respond::error(is_grpc, e),
+        e.kind.reply().termination,
+        log,
+        tally,
+    )
 }
 
 /// DEADLINE_EXCEEDED answered by weir, logged with the stage it ran out in.
@@ -448,7 +465,7 @@ fn reply(
     tally: &mut Tally,
 ) -> (Response<ProxyBody>, Option<Box<PendingLog>>) {
     tally.termination(termination);
-    tally.response(resp.status().as_u16(), resp.headers());
+    tally.response(resp.status().as_u16(), resp.headers(), false);
     if let ProxyBody::Full(Some(b)) = resp.body() {
         tally.data(b);
     }
@@ -471,7 +488,7 @@ fn done(
     logasap: bool,
     tally: &mut Tally,
 ) -> (Response<ProxyBody>, Option<Box<PendingLog>>) {
-    tally.response(resp.status().as_u16(), resp.headers());
+    tally.response(resp.status().as_u16(), resp.headers(), true);
     if http_body::Body::is_end_stream(resp.body()) {
         tally.finish();
     }

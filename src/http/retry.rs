@@ -17,10 +17,10 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use crate::http::tally::CountedBody as Incoming;
 use bytes::Bytes;
 use http::{HeaderMap, Response};
 use http_body::{Body, Frame, SizeHint};
-use crate::http::tally::CountedBody as Incoming;
 
 use crate::config::{self, RetryOn};
 use crate::error::{ErrorKind, ProxyError};

@@ -10,7 +10,7 @@ use http::{request, response, Method, Response, StatusCode, Uri, Version};
 
 use crate::acl::{Input, ResInput, TlsInfo};
 use crate::backend::Backend;
-use crate::config::{HeaderAction, ReqAction, ResAction, ReturnBody, ReturnSpec, Rule};
+use crate::config::{HeaderAction, ReqAction, ResAction, ReturnBody, ReturnSpec, Rule, Service};
 use crate::error::{ErrorKind, GrpcCode, ProxyError};
 use crate::http::body::ProxyBody;
 use crate::http::grpc;
@@ -73,6 +73,17 @@ pub enum Outcome {
     Continue,
     /// The request was answered by a rule (`deny`, `return`).
     Reply(Reply),
+    /// A service weir runs itself answers the request
+    /// (`use-service prometheus-exporter`, the `stats` page).
+    Service(Service),
+}
+
+/// Whether a request for `uri` is one for the stats page at `prefix`
+/// (`stats uri`): HAProxy compares the prefix with the request's URI,
+/// query string included.
+pub fn is_stats_uri(prefix: &str, uri: &Uri) -> bool {
+    uri.path_and_query()
+        .is_some_and(|pq| pq.as_str().starts_with(prefix))
 }
 
 /// Runs `http-request` rules in order on the request head.
@@ -90,6 +101,9 @@ pub fn request(
         }
         match &rule.action {
             ReqAction::Allow => break,
+            // Checked once the other rules ran (below).
+            ReqAction::UseService(Service::Stats(_)) => {}
+            ReqAction::UseService(s) => return Outcome::Service(s.clone()),
             ReqAction::Deny { status } => {
                 return Outcome::Reply(Reply {
                     response: deny(*status, is_grpc),
@@ -131,6 +145,13 @@ pub fn request(
                     ),
                 }
             }
+        }
+    }
+    // `stats enable`: the resolver made the page the last rule; it answers
+    // after the other rules, even when one said `allow`.
+    if let Some(ReqAction::UseService(Service::Stats(page))) = rules.last().map(|r| &r.action) {
+        if is_stats_uri(&page.uri, &parts.uri) {
+            return Outcome::Service(Service::Stats(page.clone()));
         }
     }
     Outcome::Continue

@@ -92,6 +92,8 @@ pub struct Tally {
     status: u16,
     grpc_status: Option<u32>,
     term: [u8; 2],
+    /// The response came from the server (not made by weir).
+    from_server: bool,
     bytes_out: u64,
     /// gRPC responses: messages sent to the client.
     out: Option<MessageCounter>,
@@ -112,6 +114,7 @@ impl Tally {
             status: 0,
             grpc_status: None,
             term: *b"--",
+            from_server: false,
             bytes_out: 0,
             out: grpc.then(MessageCounter::default),
             done: false,
@@ -227,9 +230,11 @@ impl Tally {
         self.fe.traffic.req_errors.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The response head as sent to the client.
-    pub fn response(&mut self, status: u16, headers: &HeaderMap) {
+    /// The response head as sent to the client; `from_server`: the
+    /// server's answer, not one weir made.
+    pub fn response(&mut self, status: u16, headers: &HeaderMap, from_server: bool) {
         self.status = status;
+        self.from_server = from_server;
         if let Some(c) = crate::http::rules::grpc_status(headers) {
             self.grpc_status = Some(c);
         }
@@ -275,10 +280,20 @@ impl Tally {
         for t in self.traffics() {
             t.bytes_in.fetch_add(bytes_in, Ordering::Relaxed);
             t.bytes_out.fetch_add(self.bytes_out, Ordering::Relaxed);
-            t.response(self.status);
             t.termination(self.term);
         }
-        if self.term[0] == b'S' || self.term[0] == b's' {
+        // Responses by class: the frontend and backend count every answer
+        // (weir's own errors too, as HAProxy does); a server only its own.
+        self.fe.traffic.response(self.status);
+        if let Some(b) = &self.be {
+            b.traffic.response(self.status);
+        }
+        if let (Some(s), true) = (&self.srv, self.from_server) {
+            s.traffic.response(self.status);
+        }
+        // A server failing mid-response (errors before the response head
+        // were counted when they happened).
+        if matches!(self.term, [b'S' | b's', b'D']) {
             self.resp_error();
         }
         let Some(out) = self.out.as_ref() else { return };

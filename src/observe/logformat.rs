@@ -12,8 +12,15 @@
 //! double space, and leading blanks vanish); strings that are absent or
 //! empty print `-` (`""` with `+Q`); `%r`, `%HU`, ... and the captures
 //! are `#XX`-encoded like HAProxy's url / header encode maps.
+//!
+//! With `option log-json` ([`LogFormat::json`]) the same nodes write one
+//! JSON object instead: each variable or `%[...]` is a field named by
+//! `%(<name>)` or after the variable (`%ci` is `client_ip`), literal text
+//! and separators are dropped. The text path is not touched by it: the
+//! mode is checked once per line.
 //! See `docs/logging.md`.
 
+use std::collections::HashSet;
 use std::fmt::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::OnceLock;
@@ -182,74 +189,80 @@ enum Var {
 }
 
 /// Variable names; HAProxy's are case-sensitive (`%B` bytes, `%b` backend).
-const VARS: &[(&str, Var)] = &[
-    ("ci", Var::ClientIp),
-    ("cp", Var::ClientPort),
-    ("fi", Var::FrontendIp),
-    ("fp", Var::FrontendPort),
-    ("f", Var::Frontend),
-    ("ft", Var::FrontendXprt),
-    ("b", Var::Backend),
-    ("bi", Var::BackendIp),
-    ("bp", Var::BackendPort),
-    ("bc", Var::BeConn),
-    ("bq", Var::BeQueue),
-    ("s", Var::Server),
-    ("si", Var::ServerIp),
-    ("sp", Var::ServerPort),
-    ("sc", Var::SrvConn),
-    ("sq", Var::SrvQueue),
-    ("ac", Var::ActConn),
-    ("fc", Var::FeConn),
-    ("rc", Var::Retries),
-    ("rt", Var::ReqCounter),
-    ("lc", Var::LogCounter),
-    ("t", Var::Date),
-    ("T", Var::DateGmt),
-    ("Tl", Var::DateLocal),
-    ("tr", Var::ReqDate),
-    ("trg", Var::ReqDateGmt),
-    ("trl", Var::ReqDateLocal),
-    ("Ts", Var::Timestamp),
-    ("ms", Var::Millis),
-    ("Th", Var::Th),
-    ("Ti", Var::Ti),
-    ("TR", Var::TR),
-    ("Tq", Var::Tq),
-    ("Tw", Var::Tw),
-    ("Tc", Var::Tc),
-    ("Tr", Var::Tr),
-    ("Ta", Var::Ta),
-    ("Td", Var::Td),
-    ("Tt", Var::Tt),
-    ("Tu", Var::Tu),
-    ("ST", Var::Status),
-    ("B", Var::BytesOut),
-    ("U", Var::BytesIn),
-    ("ts", Var::TermState),
-    ("tsc", Var::TermStateCk),
-    ("hr", Var::HdrReq),
-    ("hrl", Var::HdrReqList),
-    ("hs", Var::HdrRes),
-    ("hsl", Var::HdrResList),
-    ("r", Var::Request),
-    ("HM", Var::Method),
-    ("HU", Var::Uri),
-    ("HP", Var::Path),
-    ("HPO", Var::PathOnly),
-    ("HQ", Var::Query),
-    ("HV", Var::Version),
-    ("CC", Var::CookieClient),
-    ("CS", Var::CookieServer),
-    ("ID", Var::UniqueId),
-    ("pid", Var::Pid),
-    ("H", Var::Hostname),
-    ("sslc", Var::SslCipher),
-    ("sslv", Var::SslVersion),
+/// The third column is the variable's field name in a JSON line (HAProxy's
+/// own names for the variables, in snake case; the timers keep theirs).
+const VARS: &[(&str, Var, &str)] = &[
+    ("ci", Var::ClientIp, "client_ip"),
+    ("cp", Var::ClientPort, "client_port"),
+    ("fi", Var::FrontendIp, "frontend_ip"),
+    ("fp", Var::FrontendPort, "frontend_port"),
+    ("f", Var::Frontend, "frontend_name"),
+    ("ft", Var::FrontendXprt, "frontend_name"),
+    ("b", Var::Backend, "backend_name"),
+    ("bi", Var::BackendIp, "backend_source_ip"),
+    ("bp", Var::BackendPort, "backend_source_port"),
+    ("bc", Var::BeConn, "beconn"),
+    ("bq", Var::BeQueue, "backend_queue"),
+    ("s", Var::Server, "server_name"),
+    ("si", Var::ServerIp, "server_ip"),
+    ("sp", Var::ServerPort, "server_port"),
+    ("sc", Var::SrvConn, "srv_conn"),
+    ("sq", Var::SrvQueue, "srv_queue"),
+    ("ac", Var::ActConn, "actconn"),
+    ("fc", Var::FeConn, "feconn"),
+    ("rc", Var::Retries, "retries"),
+    ("rt", Var::ReqCounter, "request_counter"),
+    ("lc", Var::LogCounter, "log_counter"),
+    ("t", Var::Date, "date_time"),
+    ("T", Var::DateGmt, "gmt_date_time"),
+    ("Tl", Var::DateLocal, "local_date_time"),
+    ("tr", Var::ReqDate, "request_date"),
+    ("trg", Var::ReqDateGmt, "gmt_request_date"),
+    ("trl", Var::ReqDateLocal, "local_request_date"),
+    ("Ts", Var::Timestamp, "timestamp"),
+    ("ms", Var::Millis, "accept_ms"),
+    ("Th", Var::Th, "Th"),
+    ("Ti", Var::Ti, "Ti"),
+    ("TR", Var::TR, "TR"),
+    ("Tq", Var::Tq, "Tq"),
+    ("Tw", Var::Tw, "Tw"),
+    ("Tc", Var::Tc, "Tc"),
+    ("Tr", Var::Tr, "Tr"),
+    ("Ta", Var::Ta, "Ta"),
+    ("Td", Var::Td, "Td"),
+    ("Tt", Var::Tt, "Tt"),
+    ("Tu", Var::Tu, "Tu"),
+    ("ST", Var::Status, "status_code"),
+    ("B", Var::BytesOut, "bytes_read"),
+    ("U", Var::BytesIn, "bytes_uploaded"),
+    ("ts", Var::TermState, "termination_state"),
+    ("tsc", Var::TermStateCk, "termination_state"),
+    ("hr", Var::HdrReq, "captured_request_headers"),
+    ("hrl", Var::HdrReqList, "captured_request_headers"),
+    ("hs", Var::HdrRes, "captured_response_headers"),
+    ("hsl", Var::HdrResList, "captured_response_headers"),
+    ("r", Var::Request, "http_request"),
+    ("HM", Var::Method, "http_method"),
+    ("HU", Var::Uri, "http_uri"),
+    ("HP", Var::Path, "http_path"),
+    ("HPO", Var::PathOnly, "http_path_only"),
+    ("HQ", Var::Query, "http_query"),
+    ("HV", Var::Version, "http_version"),
+    ("CC", Var::CookieClient, "captured_request_cookie"),
+    ("CS", Var::CookieServer, "captured_response_cookie"),
+    ("ID", Var::UniqueId, "unique_id"),
+    ("pid", Var::Pid, "pid"),
+    ("H", Var::Hostname, "hostname"),
+    ("sslc", Var::SslCipher, "ssl_ciphers"),
+    ("sslv", Var::SslVersion, "ssl_version"),
 ];
 
 /// HAProxy flags weir accepts and ignores (`+M`: mandatory, encodings).
 const IGNORED_FLAGS: &[&str] = &["M", "bin", "json", "cbor"];
+
+/// The JSON field name of a node, written out with its quotes and colon
+/// (`"client_ip":`) so that a JSON line only copies it.
+type Key = Box<str>;
 
 #[derive(Clone, Debug)]
 enum Node {
@@ -258,24 +271,26 @@ enum Node {
     /// A run of blanks: one space, unless the line so far ends with one
     /// (or is empty).
     Sep,
-    Var(Var, Opts),
+    Var(Var, Opts, Key),
     /// `%[expr]`
-    Sample(Box<Expr>, Opts),
+    Sample(Box<Expr>, Opts, Key),
     /// weir's final httplog field: the grpc-status, `-` when unknown.
-    GrpcStatus,
+    GrpcStatus(Key),
 }
 
 /// A parsed log-format string.
 #[derive(Clone, Debug)]
 pub struct LogFormat {
     nodes: Vec<Node>,
+    /// `option log-json`: [`LogFormat::render`] writes a JSON object.
+    json: bool,
 }
 
 impl LogFormat {
     /// Parses a `log-format` string (or a header value). `%[...]` expressions
     /// are checked against `stage`.
     pub fn parse(text: &str, stage: Stage) -> Result<LogFormat, String> {
-        parse(text, stage).map(|nodes| LogFormat { nodes })
+        parse(text, stage).map(|nodes| LogFormat { nodes, json: false })
     }
 
     /// weir's `option httplog` layout: HAProxy's httplog format followed by
@@ -283,8 +298,20 @@ impl LogFormat {
     pub fn httplog() -> LogFormat {
         let mut nodes = parse(HAPROXY_HTTPLOG, Stage::Log).expect("built-in httplog format parses");
         nodes.push(Node::Sep);
-        nodes.push(Node::GrpcStatus);
-        LogFormat { nodes }
+        nodes.push(Node::GrpcStatus(json_key("grpc_status")));
+        LogFormat { nodes, json: false }
+    }
+
+    /// The same layout written as one JSON object per line (`option
+    /// log-json`) when `on`, as text otherwise.
+    pub fn json(mut self, on: bool) -> LogFormat {
+        self.json = on;
+        self
+    }
+
+    /// Whether [`LogFormat::render`] writes JSON.
+    pub fn is_json(&self) -> bool {
+        self.json
     }
 
     /// Whether rendering needs the request (`%[...]` sample expressions):
@@ -297,6 +324,9 @@ impl LogFormat {
     /// from `rec` when given, else from `input` where it can answer (`%ci`,
     /// `%HM`, ...), else `-`. `%[...]` reads `input`, `-` when absent.
     pub fn render(&self, rec: Option<&HttpLogRecord>, input: Option<&Input<'_>>, out: &mut String) {
+        if self.json {
+            return self.render_json(rec, input, out);
+        }
         // HAProxy's `last_isspace`, initially set: a separator prints only
         // after a node that printed something.
         let mut last_space = true;
@@ -312,21 +342,17 @@ impl LogFormat {
                     out.push_str(t);
                     last_space = false;
                 }
-                Node::Var(v, o) => {
+                Node::Var(v, o, _) => {
                     if render_var(*v, *o, rec, input, out) {
                         last_space = false;
                     }
                 }
-                Node::Sample(expr, o) => {
+                Node::Sample(expr, o, _) => {
                     render_sample(input.and_then(|i| expr.eval(i)), *o, out);
                     last_space = false;
                 }
-                Node::GrpcStatus => {
-                    let gs = match rec {
-                        Some(r) => r.grpc_status,
-                        None => input.and_then(|i| i.res).and_then(|r| r.grpc_status),
-                    };
-                    match gs {
+                Node::GrpcStatus(_) => {
+                    match grpc_status(rec, input) {
                         Some(v) => {
                             let _ = write!(out, "{v}");
                         }
@@ -337,6 +363,58 @@ impl LogFormat {
             }
         }
     }
+
+    /// The JSON form of [`LogFormat::render`]: `{"client_ip":"127.0.0.1",...}`.
+    /// Literal text and separators are dropped; a capture variable with no
+    /// captures declared leaves no field (as it prints nothing in text);
+    /// an `option logasap` line ends with `"logasap":true`.
+    fn render_json(
+        &self,
+        rec: Option<&HttpLogRecord>,
+        input: Option<&Input<'_>>,
+        out: &mut String,
+    ) {
+        out.push('{');
+        let mut first = true;
+        for node in &self.nodes {
+            let key = match node {
+                Node::Var(v, _, key) => {
+                    if no_json_field(*v, rec) {
+                        continue;
+                    }
+                    key
+                }
+                Node::Sample(_, _, key) | Node::GrpcStatus(key) => key,
+                Node::Text(_) | Node::Sep => continue,
+            };
+            if !first {
+                out.push(',');
+            }
+            first = false;
+            out.push_str(key);
+            match node {
+                Node::Var(v, _, _) => json_var(*v, rec, input, out),
+                Node::Sample(expr, _, _) => json_sample(input.and_then(|i| expr.eval(i)), out),
+                Node::GrpcStatus(_) => json_num(out, grpc_status(rec, input).map(i64::from)),
+                Node::Text(_) | Node::Sep => {}
+            }
+        }
+        if rec.is_some_and(|r| r.logasap) {
+            if !first {
+                out.push(',');
+            }
+            out.push_str("\"logasap\":true");
+        }
+        out.push('}');
+    }
+}
+
+/// The final grpc-status: from the record, else from the live response.
+fn grpc_status(rec: Option<&HttpLogRecord>, input: Option<&Input<'_>>) -> Option<u32> {
+    match rec {
+        Some(r) => r.grpc_status,
+        None => input.and_then(|i| i.res).and_then(|r| r.grpc_status),
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -345,6 +423,9 @@ impl LogFormat {
 fn parse(text: &str, stage: Stage) -> Result<Vec<Node>, String> {
     let bytes = text.as_bytes();
     let mut nodes = Vec::new();
+    // The JSON field of each variable / sample node: (node index, whether
+    // `%(name)` gave it, name).
+    let mut fields: Vec<(usize, bool, String)> = Vec::new();
     let mut lit = String::new();
     // `%{...}o` sets the default flags of the variables that follow.
     let mut defaults = Opts::default();
@@ -384,13 +465,26 @@ fn parse(text: &str, stage: Stage) -> Result<Vec<Node>, String> {
         }
         let mut opts = defaults;
         let mut had_flags = false;
-        if next == b'{' {
-            let Some(close) = text[i..].find('}') else {
-                return Err(format!("unterminated '%{{' in log-format '{text}'"));
-            };
-            apply_flags(&text[i + 1..i + close], &mut opts, text)?;
-            had_flags = true;
-            i += close + 1;
+        // `%(<name>)`: the field's name in a JSON line; before or after
+        // the flags.
+        let mut name: Option<&str> = None;
+        loop {
+            match bytes.get(i) {
+                Some(b'{') if !had_flags => {
+                    let Some(close) = text[i..].find('}') else {
+                        return Err(format!("unterminated '%{{' in log-format '{text}'"));
+                    };
+                    apply_flags(&text[i + 1..i + close], &mut opts, text)?;
+                    had_flags = true;
+                    i += close + 1;
+                }
+                Some(b'(') if name.is_none() => {
+                    let n = field_name(&text[i + 1..], text)?;
+                    name = Some(n);
+                    i += n.len() + 2;
+                }
+                _ => break,
+            }
         }
         match bytes.get(i) {
             Some(b'[') => {
@@ -409,7 +503,12 @@ fn parse(text: &str, stage: Stage) -> Result<Vec<Node>, String> {
                 let expr = Expr::parse(inner.trim(), stage)
                     .map_err(|e| format!("in '%[{inner}]' of log-format '{text}': {e}"))?;
                 flush(&mut lit, &mut nodes);
-                nodes.push(Node::Sample(Box::new(expr), opts));
+                let field = match name {
+                    Some(n) => (nodes.len(), true, n.to_string()),
+                    None => (nodes.len(), false, sample_name(inner).to_string()),
+                };
+                fields.push(field);
+                nodes.push(Node::Sample(Box::new(expr), opts, Key::default()));
                 i = start + len + 1;
             }
             Some(b) if b.is_ascii_alphabetic() => {
@@ -417,29 +516,42 @@ fn parse(text: &str, stage: Stage) -> Result<Vec<Node>, String> {
                 while i < bytes.len() && bytes[i].is_ascii_alphanumeric() {
                     i += 1;
                 }
-                let name = &text[start..i];
-                if name == "o" {
+                let var_name = &text[start..i];
+                if var_name == "o" {
+                    if name.is_some() {
+                        return Err(format!(
+                            "'{}': '%o' sets default flags and takes no field name, in log-format '{text}'",
+                            &text[pct..i]
+                        ));
+                    }
                     // HAProxy's "global option" pseudo-variable.
                     defaults = opts;
                     continue;
                 }
-                let Some(&(_, var)) = VARS.iter().find(|(n, _)| *n == name) else {
-                    return Err(format!("unknown variable '%{name}' in log-format '{text}'"));
+                let Some(&(_, var, json_name)) = VARS.iter().find(|(n, ..)| *n == var_name) else {
+                    return Err(format!(
+                        "unknown variable '%{var_name}' in log-format '{text}'"
+                    ));
                 };
                 if var == Var::Hostname {
                     let _ = hostname(); // look it up now, not on the request path
                 }
                 flush(&mut lit, &mut nodes);
-                nodes.push(Node::Var(var, opts));
+                fields.push(match name {
+                    Some(n) => (nodes.len(), true, n.to_string()),
+                    None => (nodes.len(), false, json_name.to_string()),
+                });
+                nodes.push(Node::Var(var, opts, Key::default()));
             }
             other => {
                 let what = match other {
                     None => "the end".to_string(),
                     Some(_) => format!("'{}'", text[i..].chars().next().unwrap_or('?')),
                 };
-                return Err(if had_flags {
+                return Err(if had_flags || name.is_some() {
                     format!(
-                        "flags '{}' must be followed by a variable name or '[' in log-format '{text}', found {what}",
+                        "{} '{}' must be followed by a variable name or '[' in log-format '{text}', found {what}",
+                        if name.is_some() { "field name" } else { "flags" },
                         &text[pct..i]
                     )
                 } else {
@@ -451,7 +563,83 @@ fn parse(text: &str, stage: Stage) -> Result<Vec<Node>, String> {
         }
     }
     flush(&mut lit, &mut nodes);
+    name_fields(&mut nodes, fields, text)?;
     Ok(nodes)
+}
+
+/// The name in `%(<name>)`; `s` is what follows the `(`.
+fn field_name<'t>(s: &'t str, text: &str) -> Result<&'t str, String> {
+    let Some(close) = s.find(')') else {
+        return Err(format!(
+            "unterminated '%(' (missing ')' after the field name) in log-format '{text}'"
+        ));
+    };
+    let name = &s[..close];
+    if name.is_empty() {
+        return Err(format!("empty field name '%()' in log-format '{text}'"));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+    {
+        return Err(format!(
+            "invalid character '{c}' in field name '%({name})' of log-format '{text}' (only letters, digits, '_', '-' and '.' are allowed)"
+        ));
+    }
+    Ok(name)
+}
+
+/// The default JSON name of `%[<expr>]`: its fetch's name
+/// (`%[req.hdr(x-id),lower]` is `req.hdr`).
+fn sample_name(expr: &str) -> &str {
+    let e = expr.trim();
+    let end = e
+        .find(|c: char| c == '(' || c == ',' || c.is_whitespace())
+        .unwrap_or(e.len());
+    &e[..end]
+}
+
+/// Gives every field node its JSON key. Names given with `%(<name>)` must
+/// be unique; a default name already taken gets `_2`, `_3`, ... so that a
+/// line never repeats a key (`%f %ft` is `frontend_name`, `frontend_name_2`).
+fn name_fields(
+    nodes: &mut [Node],
+    fields: Vec<(usize, bool, String)>,
+    text: &str,
+) -> Result<(), String> {
+    let mut taken: HashSet<String> = HashSet::new();
+    for (_, _, name) in fields.iter().filter(|f| f.1) {
+        if !taken.insert(name.clone()) {
+            return Err(format!(
+                "duplicate field name '%({name})' in log-format '{text}'"
+            ));
+        }
+    }
+    for (at, explicit, name) in fields {
+        let name = if explicit {
+            name
+        } else {
+            let mut unique = name.clone();
+            let mut n = 2;
+            while !taken.insert(unique.clone()) {
+                unique = format!("{name}_{n}");
+                n += 1;
+            }
+            unique
+        };
+        if let Some(Node::Var(_, _, key) | Node::Sample(_, _, key)) = nodes.get_mut(at) {
+            *key = json_key(&name);
+        }
+    }
+    Ok(())
+}
+
+/// `"<name>":`
+fn json_key(name: &str) -> Key {
+    let mut k = String::with_capacity(name.len() + 3);
+    json_str(&mut k, name);
+    k.push(':');
+    k.into_boxed_str()
 }
 
 /// `+Q,-X,...`: HAProxy's `%{...}` flags.
@@ -1009,6 +1197,266 @@ fn render_var(
     true
 }
 
+// ---------------------------------------------------------------------------
+// JSON lines (`option log-json`)
+
+/// Writes `s` as a JSON string: quotes, backslashes and control characters
+/// escaped (`\n`, `\t`, ... or `\u00XX`). Strings are UTF-8 already: header
+/// values and captures were read lossily (U+FFFD for invalid bytes).
+pub(crate) fn json_str(out: &mut String, s: &str) {
+    out.push('"');
+    let mut from = 0;
+    for (at, b) in s.bytes().enumerate() {
+        let esc = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0..=0x1f | 0x7f => "",
+            _ => continue,
+        };
+        // Only ASCII bytes are escaped: `at` is a char boundary.
+        out.push_str(&s[from..at]);
+        if esc.is_empty() {
+            let _ = write!(out, "\\u{b:04x}");
+        } else {
+            out.push_str(esc);
+        }
+        from = at + 1;
+    }
+    out.push_str(&s[from..]);
+    out.push('"');
+}
+
+/// A JSON string, `null` when absent.
+fn json_opt_str(out: &mut String, s: Option<&str>) {
+    match s {
+        Some(s) => json_str(out, s),
+        None => out.push_str("null"),
+    }
+}
+
+/// A JSON number, `null` when absent.
+fn json_num(out: &mut String, v: Option<i64>) {
+    match v {
+        Some(v) => {
+            let _ = write!(out, "{v}");
+        }
+        None => out.push_str("null"),
+    }
+}
+
+fn json_ip(out: &mut String, addr: Option<IpAddr>) {
+    match addr {
+        Some(a) => {
+            let _ = write!(out, "\"{}\"", unmap(a));
+        }
+        None => out.push_str("null"),
+    }
+}
+
+fn json_date(out: &mut String, t: Option<SystemTime>, ms: bool) {
+    match t {
+        Some(t) => {
+            out.push('"');
+            date(out, t, ms);
+            out.push('"');
+        }
+        None => out.push_str("null"),
+    }
+}
+
+/// `%hr`, `%hs`, ... leave no field when no captures of their kind are
+/// declared (or without a record), as they print nothing in text.
+fn no_json_field(v: Var, rec: Option<&HttpLogRecord>) -> bool {
+    match v {
+        Var::HdrReq | Var::HdrReqList => rec.is_none_or(|r| r.req_captures.is_empty()),
+        Var::HdrRes | Var::HdrResList => rec.is_none_or(|r| r.res_captures.is_empty()),
+        _ => false,
+    }
+}
+
+fn json_sample(s: Option<Sample<'_>>, out: &mut String) {
+    match s {
+        None => out.push_str("null"),
+        Some(Sample::Str(s)) => json_str(out, &s),
+        Some(Sample::Int(v)) => json_num(out, Some(v)),
+        Some(Sample::Bool(b)) => out.push_str(if b { "true" } else { "false" }),
+        Some(Sample::Ip(a)) => json_ip(out, Some(a)),
+    }
+}
+
+/// The numbers of the record, as in the text line but without the
+/// logasap `+` (the line says `"logasap":true` instead).
+fn rec_num(v: Var, r: &HttpLogRecord) -> Option<i64> {
+    Some(match v {
+        Var::BeConn => r.beconn.into(),
+        Var::BeQueue => r.be_queue.into(),
+        Var::SrvConn => r.srvconn.into(),
+        Var::SrvQueue => r.srv_queue.into(),
+        Var::ActConn => r.actconn.into(),
+        Var::FeConn => r.feconn.into(),
+        Var::Retries => r.retries.into(),
+        Var::Th => r.th,
+        Var::Ti => r.ti,
+        Var::TR => r.treq,
+        Var::Tq => sum(&[r.th.max(0), r.ti.max(0), r.treq]),
+        Var::Tw => r.tw,
+        Var::Tc => r.tc,
+        Var::Tr => r.tr,
+        Var::Td => {
+            let before = sum(&[r.treq, r.tw, r.tc, r.tr]);
+            if before < 0 || r.ta < 0 {
+                -1
+            } else {
+                r.ta - before
+            }
+        }
+        Var::Ta => r.ta,
+        Var::Tt => sum(&[r.th.max(0), r.ti.max(0), r.ta]),
+        Var::Tu => sum(&[r.th.max(0), r.ta]),
+        Var::BytesOut => i64::try_from(r.bytes_out).unwrap_or(i64::MAX),
+        Var::BytesIn => i64::try_from(r.bytes_in).unwrap_or(i64::MAX),
+        Var::Timestamp => {
+            let secs = r
+                .accept_date
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs();
+            i64::try_from(secs).unwrap_or(i64::MAX)
+        }
+        Var::Millis => r
+            .accept_date
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .subsec_millis()
+            .into(),
+        _ => return None,
+    })
+}
+
+/// The value of one variable in a JSON line: numbers are numbers, strings
+/// are strings (not `#XX`-encoded, not quoted by `+Q`: flags do not apply),
+/// what the text line prints as `-` is `null`.
+fn json_var(v: Var, rec: Option<&HttpLogRecord>, input: Option<&Input<'_>>, out: &mut String) {
+    let client = rec.map(|r| r.client).or(input.map(|i| i.src));
+    let local = rec.map(|r| r.local).or(input.map(|i| i.dst));
+    match v {
+        Var::ClientIp => json_ip(out, client.map(|a| a.ip())),
+        Var::ClientPort => json_num(out, client.map(|a| a.port().into())),
+        Var::FrontendIp => json_ip(out, local.map(|a| a.ip())),
+        Var::FrontendPort => json_num(out, local.map(|a| a.port().into())),
+        Var::Frontend | Var::FrontendXprt => json_opt_str(
+            out,
+            rec.map(|r| r.frontend.as_str())
+                .or(input.map(|i| i.frontend)),
+        ),
+        Var::Backend => json_opt_str(
+            out,
+            rec.map(|r| r.backend.as_str())
+                .or(input.map(|i| i.backend.unwrap_or(i.frontend))),
+        ),
+        Var::Server => json_opt_str(out, rec.map(|r| r.server.as_str())),
+        Var::BackendIp
+        | Var::ServerIp
+        | Var::BackendPort
+        | Var::ServerPort
+        | Var::ReqCounter
+        | Var::LogCounter
+        | Var::CookieClient
+        | Var::CookieServer
+        | Var::UniqueId
+        | Var::SslCipher => out.push_str("null"),
+        Var::Date | Var::DateGmt | Var::DateLocal => {
+            json_date(out, rec.map(|r| r.accept_date), v == Var::Date)
+        }
+        Var::ReqDate | Var::ReqDateGmt | Var::ReqDateLocal => {
+            json_date(out, rec.map(|r| r.request_date), v == Var::ReqDate)
+        }
+        Var::Status => {
+            let status = match rec {
+                Some(r) => Some(r.status),
+                None => input.and_then(|i| i.res).map(|r| r.status),
+            };
+            // No response at all: HAProxy's -1.
+            json_num(out, status.map(|s| if s == 0 { -1 } else { s.into() }))
+        }
+        Var::TermState | Var::TermStateCk => match rec {
+            Some(r) => {
+                let mut t = String::with_capacity(4);
+                term(
+                    &mut t,
+                    &r.termination[..if v == Var::TermState { 2 } else { 4 }],
+                );
+                json_str(out, &t)
+            }
+            None => out.push_str("null"),
+        },
+        Var::HdrReq | Var::HdrReqList | Var::HdrRes | Var::HdrResList => {
+            let caps = match (rec, v) {
+                (Some(r), Var::HdrReq | Var::HdrReqList) => &r.req_captures[..],
+                (Some(r), _) => &r.res_captures[..],
+                (None, _) => &[],
+            };
+            out.push('[');
+            for (n, c) in caps.iter().enumerate() {
+                if n > 0 {
+                    out.push(',');
+                }
+                json_opt_str(out, c.as_deref());
+            }
+            out.push(']');
+        }
+        Var::Request => match req_line(rec, input) {
+            Some(l) => {
+                let mut r =
+                    String::with_capacity(l.method.len() + l.uri.len() + l.version.len() + 2);
+                r.push_str(l.method);
+                r.push(' ');
+                r.push_str(l.uri);
+                r.push(' ');
+                r.push_str(l.version);
+                json_str(out, &r)
+            }
+            None => out.push_str("null"),
+        },
+        Var::Method => json_opt_str(out, req_line(rec, input).map(|l| l.method)),
+        Var::Uri => json_opt_str(out, req_line(rec, input).map(|l| l.uri)),
+        Var::Path => json_opt_str(out, req_line(rec, input).map(|l| uri_path(l.uri))),
+        Var::PathOnly => json_opt_str(out, req_line(rec, input).map(|l| uri_path_only(l.uri))),
+        Var::Query => json_opt_str(out, req_line(rec, input).map(|l| uri_query(l.uri))),
+        Var::Version => json_opt_str(out, req_line(rec, input).map(|l| l.version)),
+        Var::SslVersion => json_opt_str(out, input.and_then(|i| i.tls).and_then(|t| t.version)),
+        Var::Pid => json_num(out, Some(std::process::id().into())),
+        Var::Hostname => json_opt_str(out, Some(hostname()).filter(|h| !h.is_empty())),
+        Var::BeConn
+        | Var::BeQueue
+        | Var::SrvConn
+        | Var::SrvQueue
+        | Var::ActConn
+        | Var::FeConn
+        | Var::Retries
+        | Var::Timestamp
+        | Var::Millis
+        | Var::Th
+        | Var::Ti
+        | Var::TR
+        | Var::Tq
+        | Var::Tw
+        | Var::Tc
+        | Var::Tr
+        | Var::Ta
+        | Var::Td
+        | Var::Tt
+        | Var::Tu
+        | Var::BytesOut
+        | Var::BytesIn => json_num(out, rec.and_then(|r| rec_num(v, r))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1385,6 +1833,228 @@ mod tests {
         assert!(!LogFormat::parse("%ci %r", Stage::Request)
             .unwrap()
             .uses_samples());
+    }
+
+    // ------------------------------------------------------- JSON lines
+
+    fn json(text: &str, r: &HttpLogRecord) -> String {
+        let f = LogFormat::parse(text, Stage::Log).unwrap().json(true);
+        assert!(f.is_json());
+        render(&f, r)
+    }
+
+    fn parsed(line: &str) -> serde_json::Value {
+        serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+    }
+
+    #[test]
+    fn json_httplog_default_line() {
+        let f = LogFormat::httplog().json(true);
+        assert_eq!(
+            render(&f, &rec()),
+            "{\"client_ip\":\"127.0.0.1\",\"client_port\":40222,\"request_date\":\"22/Nov/2026:10:00:00.123\",\"frontend_name\":\"fe_proxy\",\"backend_name\":\"be_servers\",\"server_name\":\"s1\",\"TR\":0,\"Tw\":0,\"Tc\":1,\"Tr\":2,\"Ta\":3,\"status_code\":200,\"bytes_read\":145,\"captured_request_cookie\":null,\"captured_response_cookie\":null,\"termination_state\":\"----\",\"actconn\":1,\"feconn\":1,\"beconn\":0,\"srv_conn\":0,\"retries\":0,\"srv_queue\":0,\"backend_queue\":0,\"captured_request_headers\":[\"abc123\"],\"http_request\":\"POST /CodenameCreator/GetCodename HTTP/2.0\",\"grpc_status\":0}"
+        );
+        // The `log-format` spelling of the layout gives the same object.
+        let q = req();
+        let mut i = input(&q);
+        i.res = Some(ResInput {
+            status: 200,
+            headers: &q.res_headers,
+            grpc_status: Some(0),
+        });
+        let mut a = String::new();
+        LogFormat::parse(HTTPLOG_FORMAT, Stage::Log)
+            .unwrap()
+            .json(true)
+            .render(Some(&rec()), Some(&i), &mut a);
+        assert_eq!(a, render(&f, &rec()));
+    }
+
+    #[test]
+    fn json_absent_values_are_null() {
+        let mut r = rec();
+        r.grpc_status = None;
+        r.req_captures = vec![Some("a".into()), None];
+        r.status = 0;
+        r.tc = -1;
+        let v = parsed(&render(&LogFormat::httplog().json(true), &r));
+        assert_eq!(v["grpc_status"], serde_json::Value::Null);
+        assert_eq!(
+            v["captured_request_headers"],
+            serde_json::json!(["a", null])
+        );
+        // Not tracked, and "no response" / "never happened" as in text.
+        assert_eq!(v["captured_request_cookie"], serde_json::Value::Null);
+        assert_eq!(v["status_code"], -1);
+        assert_eq!(v["Tc"], -1);
+        // No response captures declared: no field at all.
+        assert!(v.get("captured_response_headers").is_none(), "{v}");
+        assert_eq!(
+            json("%bi %bp %si %sp %rt %lc %CC %CS %ID %sslc", &r),
+            "{\"backend_source_ip\":null,\"backend_source_port\":null,\"server_ip\":null,\"server_port\":null,\"request_counter\":null,\"log_counter\":null,\"captured_request_cookie\":null,\"captured_response_cookie\":null,\"unique_id\":null,\"ssl_ciphers\":null}"
+        );
+        // Without a record nor a request, everything is null.
+        let f = LogFormat::parse("%ci %s %ST %Ta %r %[req.hdr(x)]", Stage::Log)
+            .unwrap()
+            .json(true);
+        let mut s = String::new();
+        f.render(None, None, &mut s);
+        assert_eq!(
+            s,
+            "{\"client_ip\":null,\"server_name\":null,\"status_code\":null,\"Ta\":null,\"http_request\":null,\"req.hdr\":null}"
+        );
+    }
+
+    #[test]
+    fn json_numbers_are_numbers() {
+        let mut r = rec();
+        (r.th, r.ti, r.treq, r.tw, r.tc, r.tr, r.ta) = (1, 2, 3, 4, 5, 6, 30);
+        r.bytes_in = 7;
+        let v = parsed(&json(
+            "%cp %fp %Th %Ti %TR %Tq %Tw %Tc %Tr %Ta %Td %Tt %Tu %ST %B %U %ac %fc %bc %sc %rc %sq %bq %Ts %ms %pid",
+            &r,
+        ));
+        let want = serde_json::json!({
+            "client_port": 40222, "frontend_port": 8443,
+            "Th": 1, "Ti": 2, "TR": 3, "Tq": 6, "Tw": 4, "Tc": 5, "Tr": 6, "Ta": 30, "Td": 12, "Tt": 33, "Tu": 31,
+            "status_code": 200, "bytes_read": 145, "bytes_uploaded": 7,
+            "actconn": 1, "feconn": 1, "beconn": 0, "srv_conn": 0, "retries": 0, "srv_queue": 0, "backend_queue": 0,
+            "timestamp": 1_795_341_600u64, "accept_ms": 100, "pid": std::process::id(),
+        });
+        assert_eq!(v, want);
+        // Flags do not apply: no hex, no quotes around numbers.
+        assert_eq!(
+            json("%{+X}cp %{+Q}ST %{+X,+Q}ci %{+E}s", &r),
+            "{\"client_port\":40222,\"status_code\":200,\"client_ip\":\"127.0.0.1\",\"server_name\":\"s1\"}"
+        );
+    }
+
+    #[test]
+    fn json_strings_are_escaped() {
+        let mut r = rec();
+        r.server = "a\"b\\c\nd\te\u{1}f\u{7f}é]".into();
+        r.uri = "/a\"b#é?x=1".into();
+        r.req_captures = vec![Some("x|{y}".into())];
+        assert_eq!(
+            json("%s", &r),
+            "{\"server_name\":\"a\\\"b\\\\c\\nd\\te\\u0001f\\u007fé]\"}"
+        );
+        // Not `#XX`-encoded: JSON escaping is enough.
+        let v = parsed(&json("%r %HU %HP %HQ %hr %hrl", &r));
+        assert_eq!(v["http_request"], "POST /a\"b#é?x=1 HTTP/2.0");
+        assert_eq!(v["http_uri"], "/a\"b#é?x=1");
+        assert_eq!(v["http_path"], "/a\"b#é");
+        assert_eq!(v["http_query"], "?x=1");
+        assert_eq!(v["captured_request_headers"], serde_json::json!(["x|{y}"]));
+        assert_eq!(
+            v["captured_request_headers_2"],
+            serde_json::json!(["x|{y}"])
+        );
+        let mut s = String::new();
+        json_str(&mut s, "\u{8}\u{c}\r\u{1f} \u{2028}");
+        assert_eq!(s, "\"\\b\\f\\r\\u001f \u{2028}\"");
+        assert_eq!(parsed(&s), "\u{8}\u{c}\r\u{1f} \u{2028}");
+    }
+
+    #[test]
+    fn json_dates_and_names() {
+        let r = rec();
+        assert_eq!(
+            json("%t %T %Tl %tr %trg %trl", &r),
+            "{\"date_time\":\"22/Nov/2026:10:00:00.100\",\"gmt_date_time\":\"22/Nov/2026:10:00:00 +0000\",\"local_date_time\":\"22/Nov/2026:10:00:00 +0000\",\"request_date\":\"22/Nov/2026:10:00:00.123\",\"gmt_request_date\":\"22/Nov/2026:10:00:00 +0000\",\"local_request_date\":\"22/Nov/2026:10:00:00 +0000\"}"
+        );
+        // Literal text and separators are dropped; `%(name)` names a field,
+        // before or after the flags; a default name already used gets `_2`.
+        assert_eq!(
+            json("ip=%(client)ci:%(port){+X}cp [%{+Q}(st)ST] %f/%ft %ts %tsc x", &r),
+            "{\"client\":\"127.0.0.1\",\"port\":40222,\"st\":200,\"frontend_name\":\"fe_proxy\",\"frontend_name_2\":\"fe_proxy\",\"termination_state\":\"--\",\"termination_state_2\":\"----\"}"
+        );
+        // An explicit name takes precedence over a default one.
+        assert_eq!(
+            json("%ci %(client_ip)cp", &r),
+            "{\"client_ip_2\":\"127.0.0.1\",\"client_ip\":40222}"
+        );
+        // An empty format is an empty object.
+        assert_eq!(json("just text", &r), "{}");
+    }
+
+    #[test]
+    fn json_samples_are_named_after_their_fetch() {
+        let q = req();
+        let i = input(&q);
+        let f = LogFormat::parse(
+            "%[req.hdr(x-id),lower] %[req.hdr(nope)] %(id)[req.hdr(x-id)] %[ src ] %[req.hdr(x-id),length] %[req.hdr(x-id)] %[req.hdr(x-id),length,bool]",
+            Stage::Request,
+        )
+        .unwrap()
+        .json(true);
+        let mut s = String::new();
+        f.render(None, Some(&i), &mut s);
+        assert_eq!(
+            s,
+            "{\"req.hdr\":\"abc\",\"req.hdr_2\":null,\"id\":\"ABC\",\"src\":\"192.0.2.7\",\"req.hdr_3\":3,\"req.hdr_4\":\"ABC\",\"req.hdr_5\":true}"
+        );
+    }
+
+    #[test]
+    fn json_logasap_is_a_field() {
+        let mut r = rec();
+        r.logasap = true;
+        r.bytes_out = 0;
+        let v = parsed(&render(&LogFormat::httplog().json(true), &r));
+        assert_eq!(v["logasap"], true);
+        assert_eq!(
+            (v["Ta"].clone(), v["bytes_read"].clone()),
+            (3.into(), 0.into())
+        );
+        assert_eq!(
+            json("%Tt %Tu %B", &r),
+            "{\"Tt\":3,\"Tu\":3,\"bytes_read\":0,\"logasap\":true}"
+        );
+        assert_eq!(json("", &r), "{\"logasap\":true}");
+        r.logasap = false;
+        assert!(parsed(&render(&LogFormat::httplog().json(true), &r))
+            .get("logasap")
+            .is_none());
+    }
+
+    #[test]
+    fn text_mode_ignores_names_and_is_unchanged() {
+        let r = rec();
+        assert_eq!(
+            fmt("%(client)ci:%(port)cp %{+Q}(b)b %(id)[grpc_status]", &r),
+            fmt("%ci:%cp %{+Q}b %[grpc_status]", &r)
+        );
+        let text = LogFormat::httplog();
+        assert!(!text.is_json());
+        let back = text.clone().json(true).json(false);
+        assert_eq!(render(&back, &rec()), render(&text, &rec()));
+    }
+
+    #[test]
+    fn field_name_errors() {
+        let err = |t: &str| LogFormat::parse(t, Stage::Log).unwrap_err();
+        assert_eq!(
+            err("%(client ci"),
+            "unterminated '%(' (missing ')' after the field name) in log-format '%(client ci'"
+        );
+        assert_eq!(err("%()ci"), "empty field name '%()' in log-format '%()ci'");
+        assert_eq!(
+            err("%(a b)ci"),
+            "invalid character ' ' in field name '%(a b)' of log-format '%(a b)ci' (only letters, digits, '_', '-' and '.' are allowed)"
+        );
+        assert_eq!(
+            err("%(a) ci"),
+            "field name '%(a)' must be followed by a variable name or '[' in log-format '%(a) ci', found ' '"
+        );
+        assert!(err("%(a){+Q}").contains("'%(a){+Q}' must be followed by"));
+        assert!(err("%(a)(b)ci").contains("found '('"));
+        assert_eq!(
+            err("%(x)ci %(x)cp"),
+            "duplicate field name '%(x)' in log-format '%(x)ci %(x)cp'"
+        );
+        assert!(err("%(a)o").contains("takes no field name"));
+        assert!(err("%(a)xyz").contains("unknown variable '%xyz'"));
     }
 
     #[test]

@@ -2,6 +2,8 @@
 
 pub mod log;
 pub mod logformat;
+pub mod metrics;
 pub mod stats;
+pub mod stats_page;
 pub mod tcplog;
 pub mod time;

@@ -12,7 +12,7 @@
 //! final `grpc-status` (trailers, or the header of a trailers-only answer).
 //! Method names come from the request path, so a client could invent
 //! unboundedly many: each backend keeps at most `limit` method entries
-//! (`stats-max-methods`, default [`DEFAULT_MAX_METHODS`]); calls to methods
+//! (`metrics-max-methods`, default [`DEFAULT_MAX_METHODS`]); calls to methods
 //! beyond it, and to paths that are not `/package.Service/Method`, are
 //! counted under `service="other", method="other"`.
 
@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
-/// Default for `stats-max-methods`: distinct gRPC methods per backend.
+/// Default for `metrics-max-methods`: distinct gRPC methods per backend.
 pub const DEFAULT_MAX_METHODS: usize = 200;
 
 /// The label of methods folded together.
@@ -379,12 +379,15 @@ impl MethodStats {
     }
 }
 
+/// Request path -> counters, for one frontend.
+type ByPath = HashMap<Box<str>, Arc<MethodStats>>;
+
 /// The gRPC methods of one backend, by frontend and request path, bounded.
 #[derive(Debug)]
 pub struct MethodTable {
     limit: usize,
     /// frontend -> path -> counters.
-    map: RwLock<HashMap<Arc<str>, HashMap<Box<str>, Arc<MethodStats>>>>,
+    map: RwLock<HashMap<Arc<str>, ByPath>>,
 }
 
 /// `/package.Service/Method` split in two, when it is one.
@@ -502,7 +505,7 @@ pub struct Stats {
     frontends: Mutex<HashMap<String, Arc<FrontendStats>>>,
     backends: Mutex<HashMap<String, Arc<BackendStats>>>,
     servers: Mutex<HashMap<(String, String), Arc<ServerStats>>>,
-    /// `stats-max-methods`
+    /// `metrics-max-methods`
     max_methods: usize,
     /// The snapshot being served (for the exporter and the stats page).
     current: RwLock<Weak<crate::runtime::Snapshot>>,
@@ -519,10 +522,7 @@ impl Default for Stats {
     }
 }
 
-fn entry<K: std::hash::Hash + Eq, V: Default>(
-    m: &Mutex<HashMap<K, Arc<V>>>,
-    k: K,
-) -> Arc<V> {
+fn entry<K: std::hash::Hash + Eq, V: Default>(m: &Mutex<HashMap<K, Arc<V>>>, k: K) -> Arc<V> {
     m.lock()
         .unwrap_or_else(|p| p.into_inner())
         .entry(k)

@@ -125,6 +125,7 @@ const REQ_ACTIONS: &[&str] = &[
     "set-query",
     "set-uri",
     "set-method",
+    "use-service",
 ];
 
 /// HAProxy `http-request` actions weir knows but does not run yet.
@@ -329,6 +330,7 @@ pub(crate) fn http_request(ctx: &mut Ctx, p: &mut ProxyDraft) -> R {
             status: deny_status(head)?,
         },
         "return" => ReqAction::Return(Box::new(return_spec(head)?)),
+        "use-service" => ReqAction::UseService(super::stats::use_service(ctx, head)?),
         "set-path" | "set-query" | "set-uri" | "set-method" => {
             let a = args(head, 1, &format!("{action} <fmt>"))?;
             let fmt = format(&a[0], stage)?;
