@@ -5,7 +5,7 @@ Run it through bench/run.sh, which installs the tools and builds the binaries
 first; docs/benchmarks.md explains the method and how to read the output.
 
     harness.py --bin-dir target/release [--quick] [--reps N]
-               [--scenarios a,lat,b,c,d,e,l4,policy] [--out bench/results/latest.md]
+               [--scenarios a,lat,b,c,d,e,l4,policy,observe] [--out bench/results/latest.md]
 
 WEIR_B_BIN=/path/to/weir adds a target "weir-b": that binary with weir's
 config, next to "weir" in every scenario that has weir (before/after runs).
@@ -27,7 +27,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.error
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -51,7 +54,11 @@ SERVER_STREAM = "/weir.echo.Echo/ServerStream"
 #       "idle"   -> idle connections, RSS per connection
 # optional: config (template for weir and haproxy instead of the mode's),
 #           headers (extra request headers for h2load and the preflight call),
-#           logs (the preflight call must send a log datagram to @@LOGPORT@@)
+#           logs (the preflight call must send a log datagram to @@LOGPORT@@),
+#           log_json (... and that datagram must be one JSON object),
+#           scrape (a path on the proxy's @@STATSPORT@@: fetched once by the
+#                   preflight and once per second during each measured run;
+#                   every fetch must answer HTTP 200)
 SCENARIOS = {
     "a": dict(
         title="(a) small unary calls, many in flight",
@@ -107,6 +114,18 @@ SCENARIOS = {
              "header matches, three path ACLs (the call's path is the third use_backend rule), "
              "a captured header and `option httplog`, one UDP datagram per call to 127.0.0.1.",
     ),
+    "observe": dict(
+        title="(observe) small unary calls with JSON access logs and a metrics scrape",
+        kind="unary", mode="http", path=UNARY, payload=64,
+        c=16, m=32, targets=["direct", "weir"],
+        config="proxy-observe.cfg", logs=True, log_json=True, scrape="/metrics",
+        what="As (a), through bench/configs/proxy-observe.cfg (weir only: `option log-json` "
+             "is weir's): proxy-http.cfg plus `option httplog` + `option log-json`, one JSON "
+             "UDP datagram per call to 127.0.0.1, and a second frontend serving the Prometheus "
+             "exporter (`/metrics`) and `stats uri /stats`. While each measured run lasts, the "
+             "harness fetches http://127.0.0.1:STATSPORT/metrics once per second (urllib, 2 s "
+             "timeout); the run fails unless every fetch answers HTTP 200.",
+    ),
     "d": dict(
         title="(d) idle HTTP/2 client connections",
         kind="idle", mode="http", path=UNARY, payload=64,
@@ -117,7 +136,7 @@ SCENARIOS = {
              "connections are held.",
     ),
 }
-DEFAULT_ORDER = ["a", "lat", "b64k", "b1m", "c", "l4", "e", "d", "policy"]
+DEFAULT_ORDER = ["a", "lat", "b64k", "b1m", "c", "l4", "e", "d", "policy", "observe"]
 ALIASES = {"b": ["b64k", "b1m"], "all": DEFAULT_ORDER}
 
 
@@ -288,6 +307,56 @@ def wait_port(port, proc, timeout=10.0):
     return False
 
 
+def scrape_once(port, path, timeout=2.0):
+    """GET http://127.0.0.1:port/path; returns (HTTP status or None, error text or None)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as r:
+            r.read()
+            return r.status, None if r.status == 200 else f"HTTP {r.status}"
+    except urllib.error.HTTPError as e:
+        return e.code, f"HTTP {e.code}"
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        return None, str(getattr(e, "reason", e))
+
+
+class Scraper:
+    """A thread that fetches http://127.0.0.1:port/path once per second,
+    for at most `duration` s (or until stop()), counting the answers."""
+
+    def __init__(self, port, path, duration):
+        self.port, self.path, self.duration = port, path, duration
+        self.done = threading.Event()
+        self.tried = self.ok = 0
+        self.errors = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        t0 = time.monotonic()
+        end = t0 + self.duration
+        i = 0
+        while i < 3600 and not self.done.is_set():
+            nxt = t0 + i
+            if nxt >= end:
+                break
+            if self.done.wait(max(0.0, nxt - time.monotonic())):
+                break
+            status, err = scrape_once(self.port, self.path, timeout=2.0)
+            self.tried += 1
+            if status == 200 and err is None:
+                self.ok += 1
+            elif len(self.errors) < 5:
+                self.errors.append(err or f"HTTP {status}")
+            i += 1
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def stop(self):
+        self.done.set()
+        self.thread.join(timeout=10)
+
+
 def tail(path, n=15):
     try:
         with open(path, "rb") as f:
@@ -338,8 +407,10 @@ class Bench:
                 if "weir" in scen["targets"] and "weir-b" not in scen["targets"]:
                     i = scen["targets"].index("weir")
                     scen["targets"] = scen["targets"][:i + 1] + ["weir-b"] + scen["targets"][i + 1:]
-        # Log datagrams (scenario policy) go to this socket; it is never
-        # read, the kernel drops what does not fit its receive buffer.
+        # Log datagrams (scenarios policy and observe) go to this socket; it
+        # is only read around preflight calls (drain_logs), the kernel drops
+        # what does not fit its receive buffer.
+        self.first_log = ""
         self.log_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.log_sock.bind(("127.0.0.1", 0))
         self.log_port = self.log_sock.getsockname()[1]
@@ -396,7 +467,7 @@ class Bench:
             f"(CPUs {self.backend_cpus or 'any'})")
 
     # -------------------------------------------------------------- proxies
-    def render(self, template, dest, port, subdir):
+    def render(self, template, dest, port, subdir, stats_port=None):
         with open(os.path.join(CONFIGS, template)) as f:
             text = f.read()
         values = {
@@ -409,6 +480,8 @@ class Bench:
             "DIR": subdir, "CERT": self.cert, "KEY": self.key, "CERT_PEM": self.cert_pem,
             "STREAM_MODULE": self.stream_module, "LOGPORT": str(self.log_port),
         }
+        if stats_port is not None:
+            values["STATSPORT"] = str(stats_port)
         for k, v in values.items():
             text = text.replace(f"@@{k}@@", v)
         if re.search(r"@@[A-Z_]+@@", text):
@@ -421,16 +494,17 @@ class Bench:
         """Start one proxy; returns dict(target, port, proc, pids(), log) or an error string.
         config: template for weir and haproxy instead of the mode's."""
         port = free_port()
+        stats_port = free_port()  # @@STATSPORT@@ (scenario observe's metrics frontend)
         sub = os.path.join(self.work, f"{target}-{mode}-{port}")
         os.makedirs(sub)
         logf = os.path.join(sub, "stderr.log")
         if target in ("weir", "weir-b"):
             tmpl = config or {"http": "proxy-http.cfg", "tcp": "proxy-tcp.cfg"}[mode]
-            cfg = self.render(tmpl, os.path.join(sub, "weir.cfg"), port, sub)
+            cfg = self.render(tmpl, os.path.join(sub, "weir.cfg"), port, sub, stats_port)
             argv = [os.path.join(self.args.bin_dir, target), "-f", cfg]
         elif target == "haproxy":
             tmpl = config or {"http": "proxy-http.cfg", "tcp": "proxy-tcp.cfg", "tls": "haproxy-tls.cfg"}[mode]
-            cfg = self.render(tmpl, os.path.join(sub, "haproxy.cfg"), port, sub)
+            cfg = self.render(tmpl, os.path.join(sub, "haproxy.cfg"), port, sub, stats_port)
             # haproxy-extra.cfg: "no strict-limits" (see the file).
             argv = ["haproxy", "-db", "-f", cfg, "-f", os.path.join(CONFIGS, "haproxy-extra.cfg")]
             # HAPROXY_EXTRA_CFG=file: one more config file, e.g. tune.* settings.
@@ -448,7 +522,7 @@ class Bench:
             err = tail(logf) + "\n" + tail(os.path.join(sub, "error.log"))
             self.procs.stop(p)
             return f"{target} ({mode}) did not start: {err.strip()}"
-        px = dict(target=target, mode=mode, port=port, proc=p, log=logf, dir=sub)
+        px = dict(target=target, mode=mode, port=port, stats_port=stats_port, proc=p, log=logf, dir=sub)
         if target == "nginx":
             time.sleep(0.2)  # let the master fork its workers
         return px
@@ -479,8 +553,9 @@ class Bench:
                 f.write(data)
         return path
 
-    def preflight(self, scen, port):
-        """One real call with nghttp; h2load cannot see trailers, nghttp can."""
+    def preflight(self, scen, port, stats_port=None):
+        """One real call with nghttp; h2load cannot see trailers, nghttp can.
+        stats_port: with a scenario's `scrape`, the proxy's metrics port."""
         argv = ["nghttp", "-n", "-v", "-d", self.body_file(scen),
                 "-H", "content-type: application/grpc", "-H", "te: trailers"]
         for h in scen.get("headers", []):
@@ -494,8 +569,19 @@ class Bench:
         status = re.search(r":status: (\d+)", out)
         grpc = re.search(r"grpc-status: (\d+)", out)
         if status and status.group(1) == "200" and grpc and grpc.group(1) == "0":
-            if scen.get("logs") and port != self.direct_port and not self.drain_logs(2.0):
-                return "preflight call answered but no log datagram arrived"
+            if scen.get("logs") and port != self.direct_port:
+                if not self.drain_logs(2.0):
+                    return "preflight call answered but no log datagram arrived"
+                if scen.get("log_json"):
+                    try:
+                        if not isinstance(json.loads(self.first_log), dict):
+                            raise ValueError("not a JSON object")
+                    except ValueError as e:
+                        return f"log datagram is not one JSON object ({e}): {self.first_log[:120]!r}"
+            if scen.get("scrape") and port != self.direct_port:
+                status, err = scrape_once(stats_port, scen["scrape"])
+                if err:
+                    return f"preflight GET {scen['scrape']} on :{stats_port} failed: {err}"
             return None
         msg = re.search(r"grpc-message: (.*)", out)
         return (f"preflight call failed: :status {status.group(1) if status else '?'}, "
@@ -512,7 +598,9 @@ class Bench:
             timeout = max(0.0, deadline - time.monotonic()) if n == 0 else 0.0
             if not select.select([self.log_sock], [], [], timeout)[0]:
                 break
-            self.log_sock.recv(65536)
+            data = self.log_sock.recv(65536)
+            if n == 0:
+                self.first_log = data.decode(errors="replace")
             n += 1
         return n
 
@@ -587,7 +675,14 @@ class Bench:
         st0, own0, be0 = proc_stat(), own_cpu_s(), cpu_ticks(be_pids)
         u0, k0 = cpu_ticks_split(pids)
         logf = os.path.join(self.work, f"h2load-{sid}-{target}-{rep}.tsv")
-        argv, out, wall = self.h2load(scen, port, duration, logf)
+        scraper = None
+        if scen.get("scrape") and px is not None:
+            scraper = Scraper(px["stats_port"], scen["scrape"], duration).start()
+        try:
+            argv, out, wall = self.h2load(scen, port, duration, logf)
+        finally:
+            if scraper is not None:
+                scraper.stop()
         u1, k1 = cpu_ticks_split(pids)
         cpu0, cpu1 = u0 + k0, u1 + k1
         st1, own1, be1 = proc_stat(), own_cpu_s(), cpu_ticks(be_pids)
@@ -636,6 +731,13 @@ class Bench:
         rec["ok"] = ok_calls > 0 and rec["errors"] == 0 and "s2xx" in rec
         if not rec["ok"]:
             rec["h2load_tail"] = "\n".join(out.strip().splitlines()[-12:])
+        if scraper is not None:
+            rec["scrapes"] = scraper.tried
+            rec["scrapes_200"] = scraper.ok
+            if scraper.errors:
+                rec["scrape_errors"] = scraper.errors
+            if scraper.tried == 0 or scraper.ok != scraper.tried:
+                rec["ok"] = False
         show = (f"  {sid:5} rep {rep} {target:8} calls/s {rec['rps']:>9.0f}  MiB/s {rec['mib_s']:>8.1f}"
                 f"  p50 {rec.get('p50_us', 0):>7}us p99 {rec.get('p99_us', 0):>7}us")
         if pids:
@@ -644,8 +746,13 @@ class Bench:
             show += f"  cpu {rec['cpu_pct']:.0f}%  hwm {rec['peak_rss_kib'] / 1024:.1f}MiB"
         busy = " ".join(f"{k[9:]}:{v:.0f}%" for k, v in rec.items() if k.startswith("busy_pct_cpu"))
         show += f"  busy {busy}  other {rec.get('other_cpu_pct', 0):.0f}%  steal {rec.get('steal_pct', 0):.0f}%"
+        if scraper is not None:
+            show += f"  scrapes {scraper.ok}/{scraper.tried} HTTP 200"
         if not rec["ok"]:
-            show += f"  FAILED ({rec['errors']} errors, {ok_calls} ok)"
+            show += f"  FAILED ({rec['errors']} errors, {ok_calls} ok"
+            if scraper is not None and (scraper.ok != scraper.tried or not scraper.tried):
+                show += f", scrapes {scraper.ok}/{scraper.tried} HTTP 200: {'; '.join(scraper.errors) or 'none made'}"
+            show += ")"
         log(show)
         return rec
 
@@ -668,7 +775,9 @@ class Bench:
                 f"of a CPU: measuring again)")
             time.sleep(1.0)
         if not rec["ok"]:
-            self.failures.append(f"{sid}/{target} rep {rep}: {rec.get('succeeded', 0)} ok, {rec['errors']} errors")
+            self.failures.append(f"{sid}/{target} rep {rep}: {rec.get('succeeded', 0)} ok, {rec['errors']} errors"
+                                 + (f", {rec['scrapes_200']}/{rec['scrapes']} {scen['scrape']} scrapes HTTP 200"
+                                    if "scrapes" in rec else ""))
         return rec
 
     # ------------------------------------------------------------ scenarios
@@ -693,7 +802,7 @@ class Bench:
                 if t in unavailable:
                     continue
                 port = self.direct_port if t == "direct" else proxies[t]["port"]
-                err = self.preflight(scen, port)
+                err = self.preflight(scen, port, None if t == "direct" else proxies[t]["stats_port"])
                 if err:
                     unavailable[t] = err
                     self.failures.append(f"{sid}/{t}: {err}")
@@ -737,7 +846,7 @@ class Bench:
                     continue
                 client = None
                 try:
-                    err = self.preflight(scen, px["port"])
+                    err = self.preflight(scen, px["port"], px["stats_port"])
                     if err:
                         unavailable[t] = err
                         self.failures.append(f"{sid}/{t}: {err}")
@@ -1012,10 +1121,13 @@ def render_markdown(meta, records, scenario_ids, unavailable, elapsed):
         targets = scen["targets"] + [t for t in scen.get("na", {})]
         has_direct = "direct" in scen["targets"]
         has_b = "weir-b" in scen["targets"]
+        has_haproxy = "haproxy" in scen["targets"]
+        scrape = scen.get("scrape")
 
         def ratio_cells(t):
             cells = []
-            for base in (["direct"] if has_direct else []) + ["haproxy"] + (["weir-b"] if has_b else []):
+            for base in ((["direct"] if has_direct else []) + (["haproxy"] if has_haproxy else [])
+                         + (["weir-b"] if has_b else [])):
                 if t == base:
                     cells.append("1")
                 else:
@@ -1026,7 +1138,8 @@ def render_markdown(meta, records, scenario_ids, unavailable, elapsed):
             heads = []
             if has_direct:
                 heads.append(f"{label} ÷ direct")
-            heads.append(f"{label} ÷ haproxy")
+            if has_haproxy:
+                heads.append(f"{label} ÷ haproxy")
             if has_b:
                 heads.append(f"{label} ÷ weir-b")
             return heads
@@ -1048,6 +1161,8 @@ def render_markdown(meta, records, scenario_ids, unavailable, elapsed):
                 heads = ["target", "MiB/s"] + ratio_heads("MiB/s") + [
                     "streams done", "proxy CPU µs/MiB", "proxy CPU %", "peak RSS MiB", "errors",
                     "load CPU busy %", "other jobs CPU %", "steal %"]
+            if scrape:
+                heads.insert(heads.index("errors") + 1, f"{scrape} scrapes")
             L.append("| " + " | ".join(heads) + " |")
             L.append("|" + "|".join(["---"] + ["---:"] * (len(heads) - 1)) + "|")
             for t in targets:
@@ -1091,6 +1206,16 @@ def render_markdown(meta, records, scenario_ids, unavailable, elapsed):
                     cells = [col("mib_s", f1)] + ratio_cells(t) + [
                         col("succeeded", f0), col("cpu_us_per_mib", f0) if proxy else "–",
                         col("cpu_pct", f0) if proxy else "–", rss() if proxy else "–", errs_s] + noise
+                if scrape:
+                    tried = sum(r.get("scrapes", 0) for r in rs)
+                    ok200 = sum(r.get("scrapes_200", 0) for r in rs)
+                    if not proxy:
+                        sc = "–"
+                    elif tried and ok200 == tried:
+                        sc = f"{ok200} of {tried}, all HTTP 200"
+                    else:
+                        sc = f"**{ok200} of {tried} HTTP 200**"
+                    cells.insert(heads.index("errors"), sc)
                 L.append(f"| {t} | " + " | ".join(cells) + " |")
         elif kind == "idle":
             heads = ["target", "conns held", "RSS before MiB", "RSS holding MiB", "KiB per conn",

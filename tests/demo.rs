@@ -30,6 +30,8 @@ fn weir_demo_spreads_calls_round_robin() {
             "30",
             "--rate",
             "1000",
+            "--stats",
+            "127.0.0.1:0",
         ])
         .output()
         .expect("run weir demo");
@@ -57,7 +59,7 @@ fn weir_demo_spreads_calls_round_robin() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_switches_category_through_the_proxy() {
-    let stack = DemoStack::start(ANY, 2, 0).await.expect("demo stack");
+    let stack = DemoStack::start(ANY, None, 2, 0).await.expect("demo stack");
     let mut client = CodenameCreatorClient::connect(stack.target())
         .await
         .expect("connect to the proxy");
@@ -130,7 +132,9 @@ async fn stream_switches_category_through_the_proxy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_client_streams_through_the_proxy() {
-    let stack = DemoStack::start(ANY, 2, 0).await.expect("demo stack");
+    let stack = DemoStack::start(ANY, Some(ANY), 2, 0)
+        .await
+        .expect("demo stack");
     let args = weir::demo::ClientArgs {
         target: stack.target(),
         calls: Some(3),
@@ -141,5 +145,44 @@ async fn demo_client_streams_through_the_proxy() {
         .await
         .expect("finishes")
         .expect("streamed 3 names");
+    // The demo's stats frontend counted the stream: one call of the
+    // method, ended by the client after 3 names (counted when the proxy
+    // sees the end, a moment after the client returned).
+    let stats = stack.stats_addr.expect("stats frontend bound");
+    let mut seen = String::new();
+    for _ in 0..50 {
+        let metrics = http_get(stats, "/metrics").await;
+        let calls: u64 = metrics
+            .lines()
+            .filter(|l| {
+                l.starts_with("weir_grpc_requests_total{")
+                    && l.contains("method=\"KeepGettingCodenames\"")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum();
+        if calls == 1 {
+            seen.clear();
+            break;
+        }
+        seen = metrics;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(seen.is_empty(), "the stream was not counted once:\n{seen}");
+    let page = http_get(stats, "/stats").await;
+    assert!(page.contains("demo-backend-1"), "{page}");
     stack.shutdown().await;
+}
+
+/// GET over HTTP/1.1 (connection: close); the whole response as text.
+async fn http_get(addr: SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let req = format!("GET {path} HTTP/1.1\r\nhost: demo\r\nconnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.expect("send");
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .expect("answered in time")
+        .expect("read");
+    String::from_utf8_lossy(&out).into_owned()
 }

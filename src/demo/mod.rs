@@ -57,7 +57,27 @@ pub struct DemoArgs {
     /// Start the proxy and backends only (for grpcurl or `weir demo-client`).
     #[arg(long)]
     pub no_client: bool,
+    /// Where the stats frontend listens: `/metrics` (Prometheus) and
+    /// `/stats` (HTML page); `off` for none.
+    #[arg(long, default_value = "127.0.0.1:8404", value_parser = parse_stats_addr)]
+    pub stats: StatsAddr,
 }
+
+/// `--stats <addr>|off`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StatsAddr(pub Option<SocketAddr>);
+
+fn parse_stats_addr(s: &str) -> Result<StatsAddr, String> {
+    if s == "off" {
+        return Ok(StatsAddr(None));
+    }
+    s.parse()
+        .map(|a| StatsAddr(Some(a)))
+        .map_err(|e| format!("'{s}' is not an address (ip:port) or 'off': {e}"))
+}
+
+/// The name of the demo's stats frontend.
+pub const STATS_FRONTEND: &str = "stats";
 
 /// `weir demo-client`: call a CodenameCreator service and show which
 /// backend answers.
@@ -109,8 +129,13 @@ impl Default for ClientArgs {
 
 /// The weir configuration of the demo: frontend [`FRONTEND`] on `listen`
 /// (no `proto h2`, so both h2c and HTTP/1.1 clients work), backend
-/// [`BACKEND`] balancing round robin over `servers` (name, address).
-pub fn demo_config(listen: SocketAddr, servers: &[(String, SocketAddr)]) -> String {
+/// [`BACKEND`] balancing round robin over `servers` (name, address), and,
+/// with `stats`, a frontend serving `/metrics` and the `/stats` page.
+pub fn demo_config(
+    listen: SocketAddr,
+    stats: Option<SocketAddr>,
+    servers: &[(String, SocketAddr)],
+) -> String {
     let mut text = String::from(
         "# weir codename-creator demo (HAProxy's classic gRPC demo)\n\
          defaults\n    \
@@ -122,9 +147,18 @@ pub fn demo_config(listen: SocketAddr, servers: &[(String, SocketAddr)]) -> Stri
     text.push_str(&format!(
         "frontend {FRONTEND}\n    bind {listen}\n    default_backend {BACKEND}\n\n"
     ));
+    if let Some(stats) = stats {
+        text.push_str(&format!(
+            "frontend {STATS_FRONTEND}\n    bind {stats}\n    \
+             http-request use-service prometheus-exporter if {{ path /metrics }}\n    \
+             stats enable\n    stats uri /stats\n    stats refresh 5s\n\n"
+        ));
+    }
     text.push_str(&format!("backend {BACKEND}\n    balance roundrobin\n"));
     for (name, addr) in servers {
-        text.push_str(&format!("    server {name} {addr} proto h2\n"));
+        text.push_str(&format!(
+            "    server {name} {addr} proto h2 check inter 2s\n"
+        ));
     }
     text
 }
@@ -137,6 +171,8 @@ pub struct DemoStack {
     pub servers: Vec<(String, SocketAddr)>,
     /// The configuration text the proxy runs.
     pub config_text: String,
+    /// Where `/metrics` and `/stats` are served, if anywhere.
+    pub stats_addr: Option<SocketAddr>,
     proxy: crate::proxy::Running,
     backends: Vec<BackendHandle>,
 }
@@ -145,7 +181,12 @@ impl DemoStack {
     /// Starts `count` backends (`demo-backend-1`...) on 127.0.0.1 (ports
     /// `base_port + i`, or free ports if `base_port` is 0) and weir on
     /// `listen`.
-    pub async fn start(listen: SocketAddr, count: u16, base_port: u16) -> Result<Self, DemoError> {
+    pub async fn start(
+        listen: SocketAddr,
+        stats: Option<SocketAddr>,
+        count: u16,
+        base_port: u16,
+    ) -> Result<Self, DemoError> {
         let mut servers = Vec::with_capacity(usize::from(count));
         let mut backends = Vec::with_capacity(usize::from(count));
         for i in 0..count {
@@ -164,7 +205,7 @@ impl DemoStack {
             servers.push((name, local));
             backends.push(handle);
         }
-        let config_text = demo_config(listen, &servers);
+        let config_text = demo_config(listen, stats, &servers);
         let loaded = crate::config::parse_str("demo", &config_text)
             .map_err(|e| format!("the demo config is invalid:\n{e}"))?;
         for warning in &loaded.warnings {
@@ -174,10 +215,12 @@ impl DemoStack {
         let proxy_addr = proxy
             .local_addr(FRONTEND)
             .ok_or_else(|| format!("frontend {FRONTEND} is not bound"))?;
+        let stats_addr = proxy.local_addr(STATS_FRONTEND);
         Ok(Self {
             proxy_addr,
             servers,
             config_text,
+            stats_addr,
             proxy,
             backends,
         })
@@ -200,7 +243,13 @@ impl DemoStack {
 /// `weir demo`: backends, proxy and (unless `--no-client`) the client, until
 /// `--calls` are done or Ctrl-C.
 pub async fn run_demo(args: DemoArgs) -> Result<(), DemoError> {
-    let stack = DemoStack::start(args.listen, args.backends, args.backend_base_port).await?;
+    let stack = DemoStack::start(
+        args.listen,
+        args.stats.0,
+        args.backends,
+        args.backend_base_port,
+    )
+    .await?;
     println!("--- weir config ---");
     print!("{}", stack.config_text);
     println!("-------------------");
@@ -208,6 +257,9 @@ pub async fn run_demo(args: DemoArgs) -> Result<(), DemoError> {
         println!("backend {name} on {addr}");
     }
     println!("weir listening on {} (h2c and HTTP/1.1)", stack.proxy_addr);
+    if let Some(a) = stack.stats_addr {
+        println!("metrics: http://{a}/metrics   stats page: http://{a}/stats");
+    }
 
     let result = if args.no_client {
         println!();
@@ -266,8 +318,12 @@ mod tests {
             })
             .collect();
         let listen = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 50050);
-        let text = demo_config(listen, &servers);
-        assert!(text.contains("    server demo-backend-3 127.0.0.1:50053 proto h2\n"));
+        let stats = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8404);
+        let text = demo_config(listen, Some(stats), &servers);
+        assert!(
+            text.contains("    server demo-backend-3 127.0.0.1:50053 proto h2 check inter 2s\n")
+        );
+        assert!(text.contains("frontend stats\n    bind 127.0.0.1:8404\n"));
         let loaded = crate::config::parse_str("demo", &text).expect("valid");
         assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
         let fe = loaded.config.frontend(FRONTEND).expect("frontend");
@@ -288,7 +344,8 @@ mod tests {
             })
             .collect();
         let listen = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 50050);
-        assert!(text.ends_with(&demo_config(listen, &servers)));
+        let stats = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8404);
+        assert!(text.ends_with(&demo_config(listen, Some(stats), &servers)));
         let loaded = crate::config::parse_str("examples/demo.cfg", text).expect("valid");
         assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
     }
