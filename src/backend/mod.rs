@@ -160,6 +160,8 @@ impl Backend {
             config::Balance::LeastConn => Box::new(LeastConn::default()),
             config::Balance::First => Box::new(First),
             config::Balance::Source => Box::new(Source::new(&weights)),
+            // Replaced by balance::build (the algorithms' module).
+            _ => Box::new(RoundRobin::new(&weights)),
         };
         Backend {
             name: b.name.clone(),

@@ -270,6 +270,12 @@ pub(crate) static KEYWORDS: &[Keyword] = &[
     neg("option", PROXY, "option <name> [<arguments>]", P(p::option)),
     kw("balance", BE, "balance roundrobin", P(p::balance)),
     kw(
+        "hash-type",
+        BE,
+        "hash-type <map-based|consistent> [sdbm|djb2|wt6|crc32|xxh3] [avalanche]",
+        P(p::hash_type),
+    ),
+    kw(
         "default_backend",
         FE,
         "default_backend <backend>",
@@ -356,7 +362,6 @@ pub(crate) static KEYWORDS: &[Keyword] = &[
     unsupported("redirect", FRONTEND | BACKEND | LISTEN),
     unsupported("use-server", BACKEND | LISTEN),
     unsupported("server-template", BACKEND | LISTEN),
-    unsupported("hash-type", BE),
     unsupported("cookie", BE),
     unsupported("stick-table", FRONTEND | BACKEND | LISTEN),
     unsupported("stick", BACKEND | LISTEN),
@@ -419,6 +424,8 @@ pub(crate) enum OptionKind {
     HttpChk,
     /// `option redispatch [<interval>]`
     Redispatch,
+    /// `option allbackups`
+    Allbackups,
     Ignored(Effect),
 }
 
@@ -455,7 +462,7 @@ pub(crate) static OPTIONS: &[OptionDef] = &[
     opt("originalto", OA, true, Ign(Yet)),
     opt("redispatch", OB, true, OptionKind::Redispatch),
     opt("abortonclose", OB, false, Ign(Yet)),
-    opt("allbackups", OB, false, Ign(Yet)),
+    opt("allbackups", OB, false, OptionKind::Allbackups),
     opt("persist", OB, false, Ign(Yet)),
     opt("httpchk", OB, true, OptionKind::HttpChk),
     opt("grpc-check", OB, true, OptionKind::GrpcCheck),
@@ -586,7 +593,6 @@ pub(crate) static SERVER_UNSUPPORTED: &[&str] = &[
     "agent-send",
     "on-marked-down",
     "on-marked-up",
-    "slowstart",
     "redir",
     "track",
     "id",
@@ -610,6 +616,7 @@ pub(crate) static SERVER_UNSUPPORTED: &[&str] = &[
 pub(crate) static SERVER_OPTIONS: &[&str] = &[
     "proto",
     "weight",
+    "slowstart",
     "maxconn",
     "maxqueue",
     "disabled",
@@ -653,8 +660,7 @@ pub(crate) static SERVER_OPTIONS: &[&str] = &[
 ];
 
 /// `balance` algorithms HAProxy has and weir does not (yet).
-pub(crate) static BALANCE_UNSUPPORTED: &[&str] =
-    &["uri", "url_param", "hdr", "random", "rdp-cookie", "hash"];
+pub(crate) static BALANCE_UNSUPPORTED: &[&str] = &["url_param", "rdp-cookie", "hash"];
 
 /// Restricted Damerau-Levenshtein distance (adjacent swaps count as one edit).
 fn distance(a: &str, b: &str) -> usize {

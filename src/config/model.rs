@@ -155,6 +155,9 @@ pub struct Options {
     /// `option logasap`: the httplog line is written as soon as the
     /// response headers are in.
     pub logasap: bool,
+    /// `option allbackups`: when no active server is usable, every usable
+    /// backup server takes traffic (not only the first).
+    pub allbackups: bool,
     /// `option log-json`: the frontend's access-log lines (httplog,
     /// `log-format`, tcplog) are written as one JSON object each.
     pub log_json: bool,
@@ -424,18 +427,76 @@ pub struct Capture {
     pub len: usize,
 }
 
-/// `balance <algorithm>`
+/// `balance <algorithm> [<arguments>]`
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub enum Balance {
-    /// `roundrobin` (and `static-rr`: weights are static in weir for now).
+    /// `roundrobin`: smooth weighted round robin, follows weight changes
+    /// (slowstart, runtime weights).
     #[default]
     RoundRobin,
+    /// `static-rr`: round robin over the configured weights only.
+    StaticRr,
     /// `leastconn`: fewest calls/connections in flight per unit of weight.
     LeastConn,
     /// `first`: the first server (in file order) with a free slot.
     First,
     /// `source`: a hash of the client's IP address picks the server.
     Source,
+    /// `uri [whole] [len <n>] [depth <n>]`: a hash of the path (gRPC:
+    /// `/pkg.Service/Method`) picks the server; `whole` includes the query.
+    Uri {
+        whole: bool,
+        len: Option<usize>,
+        depth: Option<usize>,
+    },
+    /// `hdr(<name>)`: a hash of a header (gRPC metadata) value; requests
+    /// without it are balanced round robin.
+    Hdr(http::HeaderName),
+    /// `random[(<draws>)]`: the least loaded of `draws` random servers
+    /// (power of N choices, default 2).
+    Random { draws: u32 },
+    /// `ewma [decay <time>]`: power of two choices over peak-EWMA latency
+    /// times calls in flight (linkerd's balancer); `decay` default 10s.
+    Ewma { decay: std::time::Duration },
+}
+
+impl Balance {
+    /// Whether the algorithm hashes a key (`hash-type` applies).
+    pub fn hashes(&self) -> bool {
+        matches!(self, Balance::Source | Balance::Uri { .. } | Balance::Hdr(_))
+    }
+}
+
+/// `hash-type <method> [<function>] [avalanche]`
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct HashType {
+    pub method: HashMethod,
+    pub function: HashFunction,
+    /// `avalanche`: the hash is mixed again before use.
+    pub avalanche: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum HashMethod {
+    /// `map-based` (default): hash modulo the total weight; a change in the
+    /// server set moves most keys.
+    #[default]
+    MapBased,
+    /// `consistent`: a hash ring; a server going or coming moves about 1/N
+    /// of the keys.
+    Consistent,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum HashFunction {
+    /// HAProxy's default.
+    #[default]
+    Sdbm,
+    Djb2,
+    Wt6,
+    Crc32,
+    /// xxHash3 (64-bit).
+    Xxh3,
 }
 
 /// A `backend` (or the back half of a `listen`).
@@ -445,6 +506,8 @@ pub struct Backend {
     pub loc: Loc,
     pub mode: Mode,
     pub balance: Balance,
+    /// `hash-type`, for `source`, `uri` and `hdr`.
+    pub hash_type: HashType,
     pub servers: Vec<Server>,
     pub timeouts: Timeouts,
     pub options: Options,
@@ -478,6 +541,9 @@ pub struct Server {
     pub proto: Option<Proto>,
     /// `weight N`, 0..=256, default 1.
     pub weight: u32,
+    /// `slowstart <time>`: after coming back up, the server's weight ramps
+    /// from ~0 to `weight` over this time.
+    pub slowstart: Option<std::time::Duration>,
     /// `maxconn N`: concurrent calls (HTTP) or connections (TCP) to this server.
     pub maxconn: Option<u32>,
     /// `maxqueue N`: this server's share of the backend queue (counted only
@@ -532,6 +598,7 @@ impl Server {
             addr_text: addr_text.to_string(),
             proto: None,
             weight: 1,
+            slowstart: None,
             maxconn: None,
             maxqueue: None,
             disabled: false,

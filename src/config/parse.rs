@@ -112,6 +112,8 @@ pub(crate) struct ProxyDraft {
     pub logs: Vec<LogEntry>,
     pub options: Options,
     pub balance: Balance,
+    /// `hash-type`
+    pub hash_type: crate::config::HashType,
     pub default_backend: Option<Ref>,
     pub use_backends: Vec<UseBackend>,
     pub binds: Vec<Bind>,
@@ -453,6 +455,7 @@ pub(crate) fn option(ctx: &mut Ctx, p: &mut ProxyDraft) -> R {
             check::option(ctx, p, &def.kind)?
         }
         OptionKind::Redispatch => retry::redispatch(ctx, p, on)?,
+        OptionKind::Allbackups => p.options.allbackups = on,
         OptionKind::Ignored(effect) => ctx.warn_plain(effect.warning(&shown)),
     }
     Ok(())
@@ -461,12 +464,72 @@ pub(crate) fn option(ctx: &mut Ctx, p: &mut ProxyDraft) -> R {
 pub(crate) fn balance(ctx: &mut Ctx, p: &mut ProxyDraft) -> R {
     let algo = ctx.need(1, "<algorithm>")?;
     let base = algo.split('(').next().unwrap_or(algo);
-    const EXPECTED: &str = "expected roundrobin, static-rr, leastconn, first or source";
-    let chosen = match algo {
-        "roundrobin" | "static-rr" => Balance::RoundRobin,
-        "leastconn" => Balance::LeastConn,
-        "first" => Balance::First,
-        "source" => Balance::Source,
+    const EXPECTED: &str =
+        "expected roundrobin, static-rr, leastconn, first, source, uri, hdr(<name>), random[(<draws>)] or ewma";
+    let args: Vec<&str> = ctx.words[2..].iter().map(String::as_str).collect();
+    let no_args = |what: &str| -> R {
+        match args.first() {
+            None => Ok(()),
+            Some(a) => Err(format!("'balance {what}' takes no argument, got '{a}'")),
+        }
+    };
+    let chosen = match base {
+        "roundrobin" | "static-rr" | "leastconn" | "first" | "source" if algo != base => {
+            return Err(format!("'balance {base}' takes no argument, got '{algo}'"))
+        }
+        "roundrobin" => no_args(algo).map(|_| Balance::RoundRobin)?,
+        "static-rr" => no_args(algo).map(|_| Balance::StaticRr)?,
+        "leastconn" => no_args(algo).map(|_| Balance::LeastConn)?,
+        "first" => no_args(algo).map(|_| Balance::First)?,
+        "source" => no_args(algo).map(|_| Balance::Source)?,
+        "uri" if algo == base => balance_uri(&args)?,
+        "hdr" => {
+            let name = algo
+                .strip_prefix("hdr(")
+                .and_then(|r| r.strip_suffix(')'))
+                .filter(|n| !n.is_empty())
+                .ok_or_else(|| format!("'balance {algo}' : expected hdr(<header name>)"))?;
+            no_args(algo)?;
+            let h = http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())
+                .map_err(|_| format!("'balance {algo}' : '{name}' is not a valid header name"))?;
+            Balance::Hdr(h)
+        }
+        "random" => {
+            let draws = match algo.strip_prefix("random") {
+                Some("") => 2,
+                Some(rest) => {
+                    let n = rest
+                        .strip_prefix('(')
+                        .and_then(|r| r.strip_suffix(')'))
+                        .ok_or_else(|| format!("'balance {algo}' : expected random or random(<draws>)"))?;
+                    parse_u32(n, 1, 100)
+                        .map_err(|e| format!("'balance {algo}' : draws: {e}"))?
+                }
+                None => 2,
+            };
+            no_args(algo)?;
+            Balance::Random { draws }
+        }
+        "ewma" if algo == base => {
+            let decay = match args.as_slice() {
+                [] => std::time::Duration::from_secs(10),
+                ["decay", t] => {
+                    let d = crate::config::units::parse_time(t)
+                        .map_err(|e| format!("'balance ewma decay' : {e}"))?;
+                    if d.is_zero() {
+                        return Err("'balance ewma decay' : must be more than 0".into());
+                    }
+                    d
+                }
+                ["decay"] => return Err("'balance ewma decay' : missing <time>".into()),
+                [other, ..] => {
+                    return Err(format!(
+                        "'balance ewma' : unexpected '{other}' (expected 'balance ewma [decay <time>]')"
+                    ))
+                }
+            };
+            Balance::Ewma { decay }
+        }
         _ if BALANCE_UNSUPPORTED.contains(&base) => {
             return Err(format!(
                 "algorithm '{algo}' is not supported yet ({EXPECTED})"
@@ -474,8 +537,90 @@ pub(crate) fn balance(ctx: &mut Ctx, p: &mut ProxyDraft) -> R {
         }
         _ => return Err(format!("unknown algorithm '{algo}' ({EXPECTED})")),
     };
-    ctx.max_args(1)?;
     p.balance = chosen;
+    Ok(())
+}
+
+/// `balance uri [whole] [len <n>] [depth <n>]`
+fn balance_uri(args: &[&str]) -> Result<Balance, String> {
+    let (mut whole, mut len, mut depth) = (false, None, None);
+    let mut i = 0;
+    while let Some(&w) = args.get(i) {
+        match w {
+            "whole" => {
+                whole = true;
+                i += 1;
+            }
+            "len" | "depth" => {
+                let v = args
+                    .get(i + 1)
+                    .ok_or_else(|| format!("'balance uri {w}' : missing <number>"))?;
+                let n = parse_u32(v, 1, 65_535)
+                    .map_err(|e| format!("'balance uri {w}' : {e}"))? as usize;
+                if w == "len" {
+                    len = Some(n);
+                } else {
+                    depth = Some(n);
+                }
+                i += 2;
+            }
+            "path-only" => {
+                i += 1;
+            }
+            other => {
+                return Err(format!(
+                    "'balance uri' : unknown argument '{other}' (expected whole, len <n>, depth <n>)"
+                ))
+            }
+        }
+    }
+    Ok(Balance::Uri { whole, len, depth })
+}
+
+/// `hash-type <map-based|consistent> [sdbm|djb2|wt6|crc32|xxh3] [avalanche]`
+pub(crate) fn hash_type(ctx: &mut Ctx, p: &mut ProxyDraft) -> R {
+    use crate::config::{HashFunction, HashMethod, HashType};
+    let method = match ctx.need(1, "<method>")? {
+        "map-based" => HashMethod::MapBased,
+        "consistent" => HashMethod::Consistent,
+        other => {
+            return Err(format!(
+                "unknown method '{other}' (expected map-based or consistent)"
+            ))
+        }
+    };
+    let mut ht = HashType {
+        method,
+        ..HashType::default()
+    };
+    let mut function_set = false;
+    for w in &ctx.words[2..] {
+        let f = match w.as_str() {
+            "avalanche" => {
+                ht.avalanche = true;
+                continue;
+            }
+            "sdbm" => HashFunction::Sdbm,
+            "djb2" => HashFunction::Djb2,
+            "wt6" => HashFunction::Wt6,
+            "crc32" => HashFunction::Crc32,
+            "xxh3" => HashFunction::Xxh3,
+            "none" => {
+                return Err("hash function 'none' is not supported (expected sdbm, djb2, wt6, crc32 or xxh3)".into())
+            }
+            other => {
+                return Err(format!(
+                    "unknown argument '{other}' (expected sdbm, djb2, wt6, crc32, xxh3 or avalanche)"
+                ))
+            }
+        };
+        if function_set {
+            return Err(format!("more than one hash function ('{w}')"));
+        }
+        function_set = true;
+        ht.function = f;
+    }
+    p.hash_type = ht;
     Ok(())
 }
 
@@ -665,6 +810,10 @@ fn server_options(words: &[String], s: &mut Server) -> R {
                         ))
                     }
                 }
+            }
+            "slowstart" => {
+                let d = crate::config::units::parse_time(value("a time")?).map_err(with)?;
+                s.slowstart = (!d.is_zero()).then_some(d);
             }
             "disabled" | "enabled" => s.disabled = word == "disabled",
             "check" | "no-check" => s.check = word == "check",

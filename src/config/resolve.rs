@@ -381,6 +381,7 @@ fn backend_of(s: &Section, global: &Global) -> Backend {
         loc: s.loc.clone(),
         mode: d.mode,
         balance: d.balance.clone(),
+        hash_type: d.hash_type,
         servers,
         timeouts: d.timeouts.clone(),
         options: d.options.clone(),
