@@ -17,7 +17,6 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use crate::backend::balance::{hash_ip, PickCtx};
 use crate::error::{ErrorKind, ProxyError};
 use crate::http::idle::{Activity, IdleTimer};
 use crate::observe::tcplog::TcpLog;
@@ -139,12 +138,7 @@ pub async fn serve<S>(
     let mut srvconn = 0;
 
     let term: &str = 'session: {
-        let slot = match backend
-            .take(&PickCtx {
-                hash: Some(hash_ip(peer.ip())),
-            })
-            .await
-        {
+        let slot = match backend.take(&backend.pick_ctx(peer.ip(), None)).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::debug!(frontend = %fe.name, %peer, error = %e, "no server for tcp connection");

@@ -202,7 +202,7 @@ backend be
 [ALERT] parsing [weir.cfg:5] : 'bind' : 'ssl' needs at least one 'crt <file|dir>'
 [ALERT] parsing [weir.cfg:6] : 'default_backend' : unable to find required backend 'missing' for frontend 'fe'
 [ALERT] parsing [weir.cfg:7] : 'server' is not allowed in 'frontend' section (allowed in: backend, listen)
-[ALERT] parsing [weir.cfg:9] : 'balance' : unknown algorithm 'fastest' (expected roundrobin, static-rr, leastconn, first or source)
+[ALERT] parsing [weir.cfg:9] : 'balance' : unknown algorithm 'fastest' (expected roundrobin, static-rr, leastconn, first, source, uri, hdr(<name>), random[(<draws>)] or ewma)
 [ALERT] parsing [weir.cfg:10] : 'server' : 'weight' : value '1000' is out of range (expected an integer between 0 and 256)
 [ALERT] Fatal errors found in configuration.
 ";
@@ -1303,8 +1303,8 @@ fn bad_values() {
         ("defaults\n    timeout client 1.5s", "'timeout client' : invalid time value '1.5s' (expected a number with an optional unit among us, ms, s, m, h, d; a bare number is in milliseconds)"),
         ("defaults\n    timeout client 30d", "'timeout client' : time value '30d' is too large (the maximum is 2147483647ms, about 24.8 days)"),
         ("defaults\n    timeout conect 1s", "'timeout' : unknown timeout 'conect'; did you mean 'connect' maybe ? (expected one of client, client-fin, http-request, http-keep-alive, connect, server, server-fin, queue, tunnel, check, tarpit)"),
-        ("defaults\n    balance fastest", "'balance' : unknown algorithm 'fastest' (expected roundrobin, static-rr, leastconn, first or source)"),
-        ("defaults\n    balance hdr(host)", "'balance' : algorithm 'hdr(host)' is not supported yet (expected roundrobin, static-rr, leastconn, first or source)"),
+        ("defaults\n    balance fastest", "'balance' : unknown algorithm 'fastest' (expected roundrobin, static-rr, leastconn, first, source, uri, hdr(<name>), random[(<draws>)] or ewma)"),
+        ("defaults\n    balance url_param(id)", "'balance' : algorithm 'url_param(id)' is not supported yet (expected roundrobin, static-rr, leastconn, first, source, uri, hdr(<name>), random[(<draws>)] or ewma)"),
         ("defaults\n    option htplog", "'option' : unknown option 'htplog'; did you mean 'httplog' maybe ?"),
         ("defaults\n    option zzzz", "'option' : unknown option 'zzzz'"),
         ("defaults\n    log stdout local9", "'log' : unknown facility 'local9'; did you mean 'local0' maybe ? (expected one of kern, user, mail, daemon, auth, syslog, lpr, news, uucp, cron, auth2, ftp, ntp, audit, alert, cron2, local0, local1, local2, local3, local4, local5, local6, local7)"),
@@ -1375,7 +1375,7 @@ fn bad_servers() {
         ("server s 127.0.0.1:1 ssl ca-file /nonexistent/ca.pem", "unable to load CA file '/nonexistent/ca.pem': No such file or directory (os error 2)"),
         ("server s 127.0.0.1:1 check-alpn h2", "'check-alpn' is not supported yet"),
         ("server s 127.0.0.1:1 wieght 2", "unknown option 'wieght'; did you mean 'weight' maybe ?"),
-        ("server s 127.0.0.1:1 zzz", "unknown option 'zzz' (expected 'proto', 'weight', 'maxconn', 'maxqueue', 'disabled', 'enabled', 'check', 'no-check', 'inter', 'fastinter', 'downinter', 'rise', 'fall', 'port', 'addr', 'check-proto', 'backup', 'no-backup', 'ssl', 'no-ssl', 'verify', 'ca-file', 'crt', 'alpn', 'sni', 'verifyhost', 'check-ssl', 'no-check-ssl', 'check-sni', 'ssl-min-ver', 'ssl-max-ver', 'ciphersuites', 'no-sslv3', 'no-tlsv10', 'no-tlsv11', 'no-tlsv12', 'no-tlsv13', 'force-tlsv12', 'force-tlsv13', 'observe', 'error-limit', 'on-error')"),
+        ("server s 127.0.0.1:1 zzz", "unknown option 'zzz' (expected 'proto', 'weight', 'slowstart', 'maxconn', 'maxqueue', 'disabled', 'enabled', 'check', 'no-check', 'inter', 'fastinter', 'downinter', 'rise', 'fall', 'port', 'addr', 'check-proto', 'backup', 'no-backup', 'ssl', 'no-ssl', 'verify', 'ca-file', 'crt', 'alpn', 'sni', 'verifyhost', 'check-ssl', 'no-check-ssl', 'check-sni', 'ssl-min-ver', 'ssl-max-ver', 'ciphersuites', 'no-sslv3', 'no-tlsv10', 'no-tlsv11', 'no-tlsv12', 'no-tlsv13', 'force-tlsv12', 'force-tlsv13', 'observe', 'error-limit', 'on-error')"),
         ("server s/1 127.0.0.1:1", "character '/' is not permitted in server name 's/1'"),
     ];
     for (line, message) in cases {
@@ -1540,7 +1540,7 @@ fn diagnostics_are_structured() {
     assert_eq!(d.keyword.as_deref(), Some("balance"));
     assert_eq!(
         d.message,
-        "unknown algorithm 'fastest' (expected roundrobin, static-rr, leastconn, first or source)"
+        "unknown algorithm 'fastest' (expected roundrobin, static-rr, leastconn, first, source, uri, hdr(<name>), random[(<draws>)] or ewma)"
     );
 }
 

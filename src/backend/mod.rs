@@ -35,7 +35,7 @@ use tokio::time::Instant;
 
 use crate::config::{self, Mode, Timeouts};
 use crate::error::{ErrorKind, ProxyError};
-use balance::{Balancer, First, LeastConn, PickCtx, RoundRobin, Source};
+use balance::{Balancer, PickCtx};
 pub use server::{CallResult, Server, UpstreamProto};
 
 pub struct Backend {
@@ -70,6 +70,52 @@ pub struct Backend {
     pub maxqueue: Option<usize>,
     /// This backend's counters and gRPC method table (kept across reloads).
     pub stats: Arc<crate::observe::stats::BackendStats>,
+    /// What `source`, `uri` and `hdr()` hash, and how (`hash-type`).
+    key: BalanceKey,
+    hash_type: config::HashType,
+    /// `option allbackups`
+    allbackups: bool,
+}
+
+/// The key a hashing algorithm balances on.
+#[derive(Clone, Debug)]
+enum BalanceKey {
+    None,
+    Source,
+    Uri {
+        whole: bool,
+        len: Option<usize>,
+        depth: Option<usize>,
+    },
+    Hdr(http::HeaderName),
+}
+
+/// The part of a request URI `balance uri` hashes: the path (with the
+/// query for `whole`), cut before the slash that starts level `depth + 1`,
+/// then to `len` bytes.
+pub fn uri_key(uri: &http::Uri, whole: bool, len: Option<usize>, depth: Option<usize>) -> &[u8] {
+    let text = if whole {
+        uri.path_and_query().map_or(uri.path(), |pq| pq.as_str())
+    } else {
+        uri.path()
+    };
+    let mut key = text.as_bytes();
+    if let Some(depth) = depth {
+        let mut slashes = 0;
+        for (i, b) in key.iter().enumerate() {
+            if *b == b'/' {
+                slashes += 1;
+                if slashes > depth {
+                    key = &key[..i];
+                    break;
+                }
+            }
+        }
+    }
+    if let Some(len) = len {
+        key = &key[..key.len().min(len)];
+    }
+    key
 }
 
 /// Where a waiter sits in the queue: calls with a deadline first (earliest
@@ -152,17 +198,14 @@ impl Backend {
             })
             .collect();
         let (backups, active): (Vec<_>, Vec<_>) = servers.iter().cloned().partition(|s| s.backup);
+        if let config::Balance::Ewma { decay } = b.balance {
+            for s in &servers {
+                s.ewma.set_decay(decay);
+            }
+        }
         let retry = crate::http::retry::Policy::of(&b.options)
             .for_servers(servers.iter().any(|s| s.proto == UpstreamProto::H2));
-        let weights: Vec<u32> = active.iter().map(|s| s.weight).collect();
-        let balancer: Box<dyn Balancer> = match b.balance {
-            config::Balance::RoundRobin => Box::new(RoundRobin::new(&weights)),
-            config::Balance::LeastConn => Box::new(LeastConn::default()),
-            config::Balance::First => Box::new(First),
-            config::Balance::Source => Box::new(Source::new(&weights)),
-            // Replaced by balance::build (the algorithms' module).
-            _ => Box::new(RoundRobin::new(&weights)),
-        };
+        let balancer = balance::build(&b.balance, &b.hash_type, &active);
         Backend {
             name: b.name.clone(),
             mode: b.mode,
@@ -181,6 +224,18 @@ impl Backend {
             queued: AtomicUsize::new(0),
             maxqueue: queue_limit(b),
             stats: stats.backend(&b.name),
+            key: match &b.balance {
+                config::Balance::Source => BalanceKey::Source,
+                config::Balance::Uri { whole, len, depth } => BalanceKey::Uri {
+                    whole: *whole,
+                    len: *len,
+                    depth: *depth,
+                },
+                config::Balance::Hdr(h) => BalanceKey::Hdr(h.clone()),
+                _ => BalanceKey::None,
+            },
+            hash_type: b.hash_type,
+            allbackups: b.options.allbackups,
         }
     }
 
@@ -196,6 +251,34 @@ impl Backend {
         )
     }
 
+    /// The balancing context of a call from `peer` (`parts`: its request
+    /// head; `None` in `mode tcp`): the hashed key of `source`, `uri` or
+    /// `hdr()`, with the backend's `hash-type`. No key (say, the header is
+    /// absent): the algorithm falls back to round robin.
+    pub fn pick_ctx(
+        &self,
+        peer: std::net::IpAddr,
+        parts: Option<&http::request::Parts>,
+    ) -> PickCtx {
+        let h = |bytes: &[u8]| Some(balance::hash_key(&self.hash_type, bytes));
+        let hash = match (&self.key, parts) {
+            (BalanceKey::None, _) => None,
+            (BalanceKey::Source, _) => match peer {
+                std::net::IpAddr::V4(v4) => h(&v4.octets()),
+                std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                    Some(v4) => h(&v4.octets()),
+                    None => h(&v6.octets()),
+                },
+            },
+            (BalanceKey::Uri { whole, len, depth }, Some(p)) => {
+                h(uri_key(&p.uri, *whole, *len, *depth))
+            }
+            (BalanceKey::Hdr(name), Some(p)) => p.headers.get(name).and_then(|v| h(v.as_bytes())),
+            (_, None) => None,
+        };
+        PickCtx { hash }
+    }
+
     /// Picks a usable server now, if there is one. Backup servers are only
     /// considered when no active server is eligible (up, not in maintenance,
     /// with a weight); then the first eligible backup takes the call, like
@@ -206,6 +289,14 @@ impl Backend {
                 s.is_eligible() && s.try_take().is_some()
             })?;
             self.active[idx].clone()
+        } else if self.allbackups {
+            // `option allbackups`: every usable backup shares the load (the
+            // least busy first).
+            let mut order: Vec<&Arc<Server>> =
+                self.backups.iter().filter(|s| s.is_eligible()).collect();
+            order.sort_by_key(|s| s.state.inflight.load(Ordering::Relaxed));
+            let s = order.into_iter().find(|s| s.try_take().is_some())?;
+            s.clone()
         } else {
             let first = self.backups.iter().find(|s| s.is_eligible())?;
             first.try_take()?;
@@ -359,6 +450,15 @@ impl Backend {
             key,
             done: false,
         })
+    }
+
+    /// HAProxy's lb_ops "server state changed": a server's usability or
+    /// effective weight changed (health, maintenance, slowstart step,
+    /// runtime weight); the balancer rebuilds what it precomputed and queued
+    /// calls get a chance at the servers now usable.
+    pub fn servers_changed(self: &Arc<Self>) {
+        self.balancer.update(&self.active);
+        self.dispatch();
     }
 
     /// Hands free slots to the queue's first waiters, in order.

@@ -30,6 +30,12 @@ pub struct ServerState {
     pub inflight: AtomicU32,
     /// Calls or connections sent to this server since start.
     pub total: AtomicU64,
+    /// The runtime weight (0..=256): the configured `weight` until changed
+    /// at run time ([`Server::set_weight`]); 0 drains the server.
+    pub weight: AtomicU32,
+    /// When the server last came back up, in ms since [`clock_origin`]
+    /// (`slowstart` ramps its weight from then); 0: not ramping.
+    pub up_since_ms: AtomicU64,
     /// Health-check bookkeeping: written by the server's check task, read
     /// by tests and stats; the data path never locks it.
     pub health: Mutex<crate::health::HealthStatus>,
@@ -70,6 +76,8 @@ pub struct Server {
     pub passive: Option<Passive>,
     /// Counters (kept across reloads, by backend and server name).
     pub stats: Arc<crate::observe::stats::ServerStats>,
+    /// Peak-EWMA of the time to response head (`balance ewma`).
+    pub ewma: crate::backend::balance::PeakEwma,
 }
 
 /// Passive health state of one server (`observe`, `error-limit`, `on-error`).
@@ -112,6 +120,22 @@ pub enum CallResult {
     Layer4,
     /// A bad final status from the server (grpc-status 14/13/2/4, HTTP 5xx).
     Layer7,
+}
+
+/// The origin of the coarse clock slowstart uses (tokio's clock, so
+/// paused-time tests can drive slowstart).
+fn clock_origin() -> tokio::time::Instant {
+    static ORIGIN: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
+    *ORIGIN.get_or_init(tokio::time::Instant::now)
+}
+
+/// Milliseconds since [`clock_origin`], plus one (0 means "never").
+pub fn clock_ms() -> u64 {
+    let origin = clock_origin();
+    tokio::time::Instant::now()
+        .saturating_duration_since(origin)
+        .as_millis() as u64
+        + 1
 }
 
 /// Distinct `sni` names with their own pool per server; calls with further
@@ -160,6 +184,8 @@ impl Server {
                 up: AtomicBool::new(true),
                 inflight: AtomicU32::new(0),
                 total: AtomicU64::new(0),
+                weight: AtomicU32::new(s.weight),
+                up_since_ms: AtomicU64::new(0),
                 health: Mutex::default(),
             },
             h2: Arc::new(H2Pool::new(s.addr, tls.clone()).with_keepalive(s.h2_keepalive)),
@@ -175,6 +201,7 @@ impl Server {
                 wake: tokio::sync::Notify::new(),
             }),
             stats: Arc::default(),
+            ewma: crate::backend::balance::PeakEwma::default(),
         }
     }
 
@@ -228,6 +255,10 @@ impl Server {
         self.state
             .up
             .store(old.state.up.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.state.up_since_ms.store(
+            old.state.up_since_ms.load(Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
         let h = old
             .state
             .health
@@ -275,9 +306,47 @@ impl Server {
 
     /// Up, not in maintenance and with a weight.
     pub fn is_eligible(&self) -> bool {
-        self.weight > 0
+        self.state.weight.load(Ordering::Relaxed) > 0
             && !self.state.maint.load(Ordering::Relaxed)
             && self.state.up.load(Ordering::Relaxed)
+    }
+
+    /// The effective weight balancers use (0..=256): the runtime weight,
+    /// ramped up over `slowstart` after the server came back up (HAProxy's
+    /// eweight: at least 1 while ramping, so the server gets some traffic).
+    pub fn eweight(&self) -> u32 {
+        let w = self.state.weight.load(Ordering::Relaxed);
+        match self.slowstart_progress() {
+            Some(f) if w > 0 => ((f64::from(w) * f).ceil() as u32).clamp(1, w),
+            _ => w,
+        }
+    }
+
+    /// Where the slowstart ramp is (0..1), `None` when not ramping.
+    pub fn slowstart_progress(&self) -> Option<f64> {
+        let ramp = self.config.slowstart?;
+        let since = self.state.up_since_ms.load(Ordering::Relaxed);
+        if since == 0 {
+            return None;
+        }
+        let elapsed = clock_ms().saturating_sub(since);
+        let total = ramp.as_millis().max(1) as u64;
+        (elapsed < total).then(|| elapsed as f64 / total as f64)
+    }
+
+    /// The server came back up: start its slowstart ramp (if it has one).
+    pub fn start_slowstart(&self) {
+        if self.config.slowstart.is_some() {
+            self.state
+                .up_since_ms
+                .store(clock_ms().max(1), Ordering::Relaxed);
+        }
+    }
+
+    /// Sets the runtime weight (clamped to 0..=256); the caller tells the
+    /// backend ([`crate::backend::Backend::servers_changed`]).
+    pub fn set_weight(&self, w: u32) {
+        self.state.weight.store(w.min(256), Ordering::Relaxed);
     }
 
     /// Claims one call slot, respecting `maxconn`. `None` when full.

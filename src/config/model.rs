@@ -463,7 +463,10 @@ pub enum Balance {
 impl Balance {
     /// Whether the algorithm hashes a key (`hash-type` applies).
     pub fn hashes(&self) -> bool {
-        matches!(self, Balance::Source | Balance::Uri { .. } | Balance::Hdr(_))
+        matches!(
+            self,
+            Balance::Source | Balance::Uri { .. } | Balance::Hdr(_)
+        )
     }
 }
 

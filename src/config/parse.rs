@@ -470,12 +470,16 @@ pub(crate) fn balance(ctx: &mut Ctx, p: &mut ProxyDraft) -> R {
     let no_args = |what: &str| -> R {
         match args.first() {
             None => Ok(()),
-            Some(a) => Err(format!("'balance {what}' takes no argument, got '{a}'")),
+            Some(a) => Err(format!(
+                "unexpected argument '{a}' (expected 'balance {what}')"
+            )),
         }
     };
     let chosen = match base {
         "roundrobin" | "static-rr" | "leastconn" | "first" | "source" if algo != base => {
-            return Err(format!("'balance {base}' takes no argument, got '{algo}'"))
+            return Err(format!(
+                "unknown algorithm '{algo}' ('{base}' takes no argument)"
+            ))
         }
         "roundrobin" => no_args(algo).map(|_| Balance::RoundRobin)?,
         "static-rr" => no_args(algo).map(|_| Balance::StaticRr)?,
@@ -501,9 +505,10 @@ pub(crate) fn balance(ctx: &mut Ctx, p: &mut ProxyDraft) -> R {
                     let n = rest
                         .strip_prefix('(')
                         .and_then(|r| r.strip_suffix(')'))
-                        .ok_or_else(|| format!("'balance {algo}' : expected random or random(<draws>)"))?;
-                    parse_u32(n, 1, 100)
-                        .map_err(|e| format!("'balance {algo}' : draws: {e}"))?
+                        .ok_or_else(|| {
+                            format!("'balance {algo}' : expected random or random(<draws>)")
+                        })?;
+                    parse_u32(n, 1, 100).map_err(|e| format!("'balance {algo}' : draws: {e}"))?
                 }
                 None => 2,
             };
@@ -555,8 +560,8 @@ fn balance_uri(args: &[&str]) -> Result<Balance, String> {
                 let v = args
                     .get(i + 1)
                     .ok_or_else(|| format!("'balance uri {w}' : missing <number>"))?;
-                let n = parse_u32(v, 1, 65_535)
-                    .map_err(|e| format!("'balance uri {w}' : {e}"))? as usize;
+                let n = parse_u32(v, 1, 65_535).map_err(|e| format!("'balance uri {w}' : {e}"))?
+                    as usize;
                 if w == "len" {
                     len = Some(n);
                 } else {
@@ -569,8 +574,8 @@ fn balance_uri(args: &[&str]) -> Result<Balance, String> {
             }
             other => {
                 return Err(format!(
-                    "'balance uri' : unknown argument '{other}' (expected whole, len <n>, depth <n>)"
-                ))
+                "'balance uri' : unknown argument '{other}' (expected whole, len <n>, depth <n>)"
+            ))
             }
         }
     }
@@ -605,13 +610,14 @@ pub(crate) fn hash_type(ctx: &mut Ctx, p: &mut ProxyDraft) -> R {
             "wt6" => HashFunction::Wt6,
             "crc32" => HashFunction::Crc32,
             "xxh3" => HashFunction::Xxh3,
-            "none" => {
-                return Err("hash function 'none' is not supported (expected sdbm, djb2, wt6, crc32 or xxh3)".into())
-            }
+            "none" => return Err(
+                "hash function 'none' is not supported (expected sdbm, djb2, wt6, crc32 or xxh3)"
+                    .into(),
+            ),
             other => {
                 return Err(format!(
-                    "unknown argument '{other}' (expected sdbm, djb2, wt6, crc32, xxh3 or avalanche)"
-                ))
+                "unknown argument '{other}' (expected sdbm, djb2, wt6, crc32, xxh3 or avalanche)"
+            ))
             }
         };
         if function_set {

@@ -320,9 +320,14 @@ fn record(
         server.state.up.store(now_up, Ordering::Release);
         log_change(backend, server, outcome, duration, now_up);
         if now_up {
-            // Calls waiting in the queue may go to the server that came back.
-            backend.dispatch();
+            server.start_slowstart();
+            if let Some(ramp) = server.config.slowstart {
+                tokio::spawn(slowstart_ramp(backend.clone(), ramp));
+            }
         }
+        // The balancer re-reads the server set; calls waiting in the queue
+        // may go to a server that came back.
+        backend.servers_changed();
     }
     match (up, settled) {
         (true, true) => params.inter,
@@ -375,8 +380,21 @@ pub fn on_error(backend: &Arc<Backend>, server: &Server, action: OnError, info: 
             }
             if was_up {
                 log_change(backend, server, &outcome, Duration::ZERO, false);
+                backend.servers_changed();
             }
         }
+    }
+}
+
+/// Steps the balancer while a server's `slowstart` ramp runs (its weight
+/// is read live; algorithms with precomputed schedules are rebuilt about
+/// 16 times over the ramp), bounded by the ramp's length.
+async fn slowstart_ramp(backend: Arc<Backend>, ramp: Duration) {
+    let step = (ramp / 16).max(Duration::from_millis(100));
+    let steps = ramp.as_millis() / step.as_millis().max(1) + 2;
+    for _ in 0..steps {
+        tokio::time::sleep(step).await;
+        backend.servers_changed();
     }
 }
 

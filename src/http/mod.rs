@@ -281,10 +281,6 @@ pub async fn serve<S>(
     // reload, calls on this connection follow the new configuration.
     let svc_slot = slot.clone();
     let svc_calls = calls.clone();
-    // Balancing context of every call on this connection (`balance source`).
-    let pick = crate::backend::balance::PickCtx {
-        hash: Some(crate::backend::balance::hash_ip(peer.ip())),
-    };
     let conn_info = Arc::new(ConnInfo {
         peer,
         local,
@@ -299,7 +295,7 @@ pub async fn serve<S>(
         let guard = CallGuard(svc_calls.clone());
         async move {
             let mut tally = tally::Tally::start(&fe.stats, grpc::is_grpc(req.headers()));
-            let (resp, log) = request::handle(req, &fe, &conn_info, &pick, &mut tally).await;
+            let (resp, log) = request::handle(req, &fe, &conn_info, &mut tally).await;
             let streamed_grpc = !http_body::Body::is_end_stream(resp.body())
                 && matches!(resp.body(), ProxyBody::H2(_) | ProxyBody::H1(_))
                 && grpc::is_grpc(resp.headers());

@@ -19,7 +19,6 @@ use std::time::Instant;
 use http::{Request, Response};
 use hyper::body::Incoming;
 
-use crate::backend::balance::PickCtx;
 use crate::backend::{Backend, CallResult, Server, UpstreamProto};
 use crate::error::{ErrorKind, ProxyError};
 use crate::http::access_log::{ConnInfo, PendingLog};
@@ -40,7 +39,6 @@ pub async fn handle(
     req: Request<Incoming>,
     fe: &Arc<Frontend>,
     conn: &ConnInfo,
-    pick: &PickCtx,
     tally: &mut Tally,
 ) -> (Response<ProxyBody>, Option<Box<PendingLog>>) {
     let is_grpc = tally.is_grpc();
@@ -99,6 +97,7 @@ pub async fn handle(
         rules::forwardfor(ff, &mut parts.headers, conn.peer);
     }
     let has_response_rules = !backend.http_response.is_empty() || !fe.http_response.is_empty();
+    let pick = &backend.pick_ctx(conn.peer.ip(), Some(&parts));
     let head = has_response_rules.then(|| ReqHead::of(&parts));
 
     let queued_at = Instant::now();
@@ -266,6 +265,8 @@ pub async fn handle(
                 retry::event_of_error(e, &timing)
             }
             Ok(resp) => {
+                // `balance ewma`: the server's latency, request to head.
+                server.ewma.observe(timing.started.elapsed());
                 observe_response(&backend, &server, resp, is_grpc);
                 retry::event_of_response(resp, is_grpc)
             }

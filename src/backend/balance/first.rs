@@ -15,6 +15,25 @@ impl Balancer for First {
         _ctx: &PickCtx,
         accept: &mut dyn FnMut(&Arc<Server>) -> bool,
     ) -> Option<usize> {
-        servers.iter().position(|s| s.weight > 0 && accept(s))
+        // `accept` refuses servers that are down, drained or full.
+        servers.iter().position(accept)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::*;
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn fills_in_file_order() {
+        let servers = servers(&[1, 1, 1]);
+        let mut refuse = HashSet::new();
+        assert_eq!(pick_checked(&First, &servers, None, &refuse), Some(0));
+        refuse.insert(0);
+        assert_eq!(pick_checked(&First, &servers, None, &refuse), Some(1));
+        set_down(&servers[1], true);
+        assert_eq!(pick_checked(&First, &servers, None, &refuse), Some(2));
     }
 }

@@ -1,48 +1,99 @@
-//! `balance roundrobin`: smooth weighted round robin.
+//! `balance roundrobin` and `balance static-rr`: smooth weighted round
+//! robin.
 //!
-//! The order is computed once per server list with nginx's smooth weighted
-//! round-robin (weights 3:1 give `a a b a`, not `a a a b`) and walked with one
-//! atomic cursor, so a pick takes no lock. A server that cannot take the call
-//! is skipped and the walk goes on.
+//! The visiting order is precomputed ([`smooth_schedule`]: weights 3:1 give
+//! `a a b a`, not `a a a b`) and walked with one atomic cursor, so a pick
+//! takes no lock. A server that cannot take the call is skipped and the
+//! walk goes on (each server proposed once).
+//!
+//! `roundrobin` is dynamic: `update` recomputes the order from the usable
+//! servers' effective weights (health, maintenance, runtime weight,
+//! slowstart) and swaps it in. `static-rr` keeps the order of the
+//! configured weights for good (like HAProxy, weight changes have no
+//! effect); servers that are down are skipped as they are met.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use super::{Balancer, PickCtx};
+use arc_swap::ArcSwap;
+
+use super::{smooth_schedule, usable, weight_of, Balancer, Offer, PickCtx};
 use crate::backend::server::Server;
 
+/// A visiting order and how many distinct servers it holds.
+#[derive(Default)]
+struct Schedule {
+    order: Vec<u32>,
+    members: usize,
+}
+
+impl Schedule {
+    fn of(weights: &[u32]) -> Self {
+        Schedule {
+            order: smooth_schedule(weights),
+            members: weights.iter().filter(|&&w| w > 0).count(),
+        }
+    }
+
+    /// Walks the order from the shared cursor: the first accepted server,
+    /// then every other server.
+    fn walk(
+        &self,
+        cursor: &AtomicUsize,
+        servers: &[Arc<Server>],
+        accept: &mut dyn FnMut(&Arc<Server>) -> bool,
+    ) -> Option<usize> {
+        let mut offer = Offer::new(servers, accept);
+        let n = self.order.len();
+        if n == 0 {
+            return offer.rest(cursor.fetch_add(1, Ordering::Relaxed) % servers.len().max(1));
+        }
+        let start = cursor.fetch_add(1, Ordering::Relaxed);
+        let first = self.order[start % n] as usize;
+        if offer.offer(first) {
+            return Some(first);
+        }
+        // Rare (down or full): walk on, at most one whole schedule, which
+        // covers every server in it.
+        for k in 1..n {
+            if offer.count() >= self.members {
+                break;
+            }
+            let idx = self.order[(start + k) % n] as usize;
+            if offer.offer(idx) {
+                // Move the shared cursor past the skipped entries too.
+                cursor.fetch_add(k, Ordering::Relaxed);
+                return Some(idx);
+            }
+        }
+        offer.rest(first)
+    }
+}
+
+/// `balance roundrobin`: follows effective weights and server state.
 pub struct RoundRobin {
-    /// Server indexes in visiting order; each server appears `weight` times.
-    schedule: Vec<u32>,
+    schedule: ArcSwap<Schedule>,
     cursor: AtomicUsize,
+    /// Serializes `update`s so the last swap reflects the latest state.
+    rebuild: Mutex<()>,
 }
 
 impl RoundRobin {
-    pub fn new(weights: &[u32]) -> Self {
+    pub fn new(servers: &[Arc<Server>]) -> Self {
         RoundRobin {
-            schedule: smooth_schedule(weights),
+            schedule: ArcSwap::from_pointee(Self::schedule(servers)),
             cursor: AtomicUsize::new(0),
+            rebuild: Mutex::new(()),
         }
     }
-}
 
-/// The smooth weighted round-robin visiting order for `weights`.
-fn smooth_schedule(weights: &[u32]) -> Vec<u32> {
-    let total: i64 = weights.iter().map(|&w| i64::from(w)).sum();
-    let mut current = vec![0i64; weights.len()];
-    let mut out = Vec::with_capacity(total as usize);
-    for _ in 0..total {
-        let mut best = 0;
-        for (i, &w) in weights.iter().enumerate() {
-            current[i] += i64::from(w);
-            if current[i] > current[best] {
-                best = i;
-            }
-        }
-        current[best] -= total;
-        out.push(best as u32);
+    fn schedule(servers: &[Arc<Server>]) -> Schedule {
+        let weights: Vec<u32> = servers
+            .iter()
+            .map(|s| if usable(s) { weight_of(s) } else { 0 })
+            .collect();
+        Schedule::of(&weights)
     }
-    out
 }
 
 impl Balancer for RoundRobin {
@@ -52,49 +103,92 @@ impl Balancer for RoundRobin {
         _ctx: &PickCtx,
         accept: &mut dyn FnMut(&Arc<Server>) -> bool,
     ) -> Option<usize> {
-        let n = self.schedule.len();
-        if n == 0 {
-            return None;
+        self.schedule.load().walk(&self.cursor, servers, accept)
+    }
+
+    fn update(&self, servers: &[Arc<Server>]) {
+        let _g = self.rebuild.lock().unwrap_or_else(|p| p.into_inner());
+        self.schedule.store(Arc::new(Self::schedule(servers)));
+    }
+}
+
+/// `balance static-rr`: the configured weights, never recomputed.
+pub struct StaticRr {
+    schedule: Schedule,
+    cursor: AtomicUsize,
+}
+
+impl StaticRr {
+    pub fn new(servers: &[Arc<Server>]) -> Self {
+        let weights: Vec<u32> = servers.iter().map(|s| s.weight).collect();
+        StaticRr {
+            schedule: Schedule::of(&weights),
+            cursor: AtomicUsize::new(0),
         }
-        let start = self.cursor.fetch_add(1, Ordering::Relaxed);
-        // Walk at most one whole schedule; weights make that cover every server.
-        for k in 0..n {
-            let idx = self.schedule[(start + k) % n] as usize;
-            if let Some(s) = servers.get(idx) {
-                if accept(s) {
-                    if k > 0 {
-                        // Skipped some: move the shared cursor past them too.
-                        self.cursor.fetch_add(k, Ordering::Relaxed);
-                    }
-                    return Some(idx);
-                }
-            }
-        }
-        None
+    }
+}
+
+impl Balancer for StaticRr {
+    fn pick(
+        &self,
+        servers: &[Arc<Server>],
+        _ctx: &PickCtx,
+        accept: &mut dyn FnMut(&Arc<Server>) -> bool,
+    ) -> Option<usize> {
+        self.schedule.walk(&self.cursor, servers, accept)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::testutil::*;
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
-    fn equal_weights_alternate() {
-        assert_eq!(smooth_schedule(&[1, 1, 1]), vec![0, 1, 2]);
+    fn follows_updates() {
+        let servers = servers(&[1, 1, 1]);
+        let rr = RoundRobin::new(&servers);
+        assert_eq!(counts(&rr, &servers, 300), vec![100, 100, 100]);
+        set_down(&servers[1], true);
+        rr.update(&servers);
+        assert_eq!(counts(&rr, &servers, 300), vec![150, 0, 150]);
+        servers[0].set_weight(2);
+        rr.update(&servers);
+        assert_eq!(counts(&rr, &servers, 300), vec![200, 0, 100]);
+        set_down(&servers[1], false);
+        rr.update(&servers);
+        assert_eq!(counts(&rr, &servers, 400), vec![200, 100, 100]);
     }
 
     #[test]
-    fn weights_are_interleaved() {
-        let s = smooth_schedule(&[3, 1]);
-        assert_eq!(s, vec![0, 0, 1, 0]);
-        let s = smooth_schedule(&[5, 1, 1]);
-        assert_eq!(s.iter().filter(|&&i| i == 0).count(), 5);
-        assert_eq!(s.len(), 7);
+    fn static_rr_ignores_runtime_weights() {
+        let servers = servers(&[1, 1]);
+        let rr = StaticRr::new(&servers);
+        servers[0].set_weight(4);
+        rr.update(&servers);
+        assert_eq!(counts(&rr, &servers, 100), vec![50, 50]);
+        set_down(&servers[0], true);
+        assert_eq!(counts(&rr, &servers, 100), vec![0, 100]);
     }
 
-    #[test]
-    fn zero_weight_never_scheduled() {
-        let s = smooth_schedule(&[0, 2]);
-        assert_eq!(s, vec![1, 1]);
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// Over whole schedules, each server gets its weight's share (up to
+        /// one schedule's rounding).
+        #[test]
+        fn weights_are_respected(weights in proptest::collection::vec(1u32..=256, 1..24)) {
+            let servers = servers(&weights);
+            let total: u32 = weights.iter().sum();
+            let rounds = 20usize;
+            for b in [
+                Box::new(RoundRobin::new(&servers)) as Box<dyn Balancer>,
+                Box::new(StaticRr::new(&servers)),
+            ] {
+                let c = counts(b.as_ref(), &servers, total as usize * rounds);
+                prop_assert!(follows_weights(&c, &weights, 0.05), "{c:?} for {weights:?}");
+            }
+        }
     }
 }
