@@ -3,9 +3,12 @@
 use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use std::sync::Arc;
+
 use regex::Regex;
 
-use super::expr::{to_bool, to_int, to_ip, to_str, Args, Kind};
+use super::expr::{as_str, to_bool, to_int, to_ip, to_str, Args, Kind};
+use super::jwt::{self, JsonPath, QueryType, Verifier};
 use super::matcher::{compile_regex, parse_mask};
 use super::Sample;
 
@@ -49,6 +52,19 @@ pub(crate) enum Conv {
         v4: u32,
         v6: Option<u128>,
     },
+    /// `jwt_header_query` / `jwt_payload_query`.
+    JwtQuery {
+        payload: bool,
+        path: Option<JsonPath>,
+        ty: QueryType,
+    },
+    /// `jwt_verify` / `jwt_verify_jwks`.
+    JwtVerify(Arc<Verifier>),
+    /// `jwt_expired` / `jwt_not_yet_valid`.
+    JwtTime {
+        expired: bool,
+        leeway: i64,
+    },
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -64,9 +80,42 @@ pub(crate) enum Op {
 }
 
 pub(crate) const NAMES: &[&str] = &[
-    "add", "and", "b64dec", "base64", "bool", "bytes", "cpl", "div", "even", "field", "hex",
-    "ipmask", "json", "len", "length", "lower", "ltrim", "mod", "mul", "neg", "not", "odd", "or",
-    "regsub", "rtrim", "sub", "upper", "url_dec", "word", "xor",
+    "add",
+    "and",
+    "b64dec",
+    "base64",
+    "bool",
+    "bytes",
+    "cpl",
+    "div",
+    "even",
+    "field",
+    "hex",
+    "ipmask",
+    "json",
+    "jwt_expired",
+    "jwt_header_query",
+    "jwt_not_yet_valid",
+    "jwt_payload_query",
+    "jwt_verify",
+    "jwt_verify_jwks",
+    "len",
+    "length",
+    "lower",
+    "ltrim",
+    "mod",
+    "mul",
+    "neg",
+    "not",
+    "odd",
+    "or",
+    "regsub",
+    "rtrim",
+    "sub",
+    "upper",
+    "url_dec",
+    "word",
+    "xor",
 ];
 
 /// `None` when `name` is not a converter; else the converter, its input
@@ -241,6 +290,56 @@ fn build_known(name: &str, args: &[String]) -> Result<(Conv, Kind, Kind), String
                 },
             };
             Ok((Conv::IpMask { v4, v6 }, Kind::Ip, Kind::Ip))
+        }
+        "jwt_header_query" | "jwt_payload_query" => {
+            let a = a(&format!("{name}([<json path>[,<output type>]])"), 0, 2)?;
+            let path = match a.str(0).map(str::trim).filter(|p| !p.is_empty()) {
+                Some(p) => Some(JsonPath::parse(p).map_err(|e| format!("{what}: {e}"))?),
+                None => None,
+            };
+            let ty = QueryType::parse(a.str(1)).map_err(|e| format!("{what}: {e}"))?;
+            let out = match ty {
+                QueryType::Int => Kind::Int,
+                QueryType::Bool => Kind::Bool,
+                QueryType::Auto | QueryType::Str => Kind::Str,
+            };
+            Ok((
+                Conv::JwtQuery {
+                    payload: name == "jwt_payload_query",
+                    path,
+                    ty,
+                },
+                Kind::Str,
+                out,
+            ))
+        }
+        "jwt_verify" => {
+            let a = a("jwt_verify(<alg>,<key file>)", 2, 2)?;
+            let file = a.nonempty(1, "the key file")?;
+            let v = Verifier::load_key(a.str(0).unwrap_or(""), file)
+                .map_err(|e| format!("{what}: {e}"))?;
+            Ok((Conv::JwtVerify(Arc::new(v)), Kind::Str, Kind::Int))
+        }
+        "jwt_verify_jwks" => {
+            let a = a("jwt_verify_jwks(<jwks file>)", 1, 1)?;
+            let file = a.nonempty(0, "the JWKS file")?;
+            let v = Verifier::load_jwks(file).map_err(|e| format!("{what}: {e}"))?;
+            Ok((Conv::JwtVerify(Arc::new(v)), Kind::Str, Kind::Int))
+        }
+        "jwt_expired" | "jwt_not_yet_valid" => {
+            let a = a(&format!("{name}([<leeway seconds>])"), 0, 1)?;
+            let leeway = a.int(0)?.unwrap_or(0);
+            if leeway < 0 {
+                return Err(format!("{what}: leeway must not be negative"));
+            }
+            Ok((
+                Conv::JwtTime {
+                    expired: name == "jwt_expired",
+                    leeway,
+                },
+                Kind::Str,
+                Kind::Bool,
+            ))
         }
         _ => Err(format!("unknown converter '{name}'")),
     }
@@ -577,6 +676,13 @@ impl Conv {
                     None => IpAddr::V6(a),
                 },
             }),
+            Conv::JwtQuery { payload, path, ty } => {
+                jwt::query(&as_str(&s), *payload, path.as_ref(), *ty)?
+            }
+            Conv::JwtVerify(v) => Sample::Int(v.verify(&as_str(&s))),
+            Conv::JwtTime { expired, leeway } => {
+                Sample::Bool(jwt::time_check_now(&as_str(&s), *expired, *leeway)?)
+            }
         })
     }
 }

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::net::IpAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use http::header::{HeaderMap, HeaderName, CONTENT_TYPE, COOKIE, HOST};
+use http::header::{HeaderMap, HeaderName, AUTHORIZATION, CONTENT_TYPE, COOKIE, HOST};
 use http::Version;
 
 use super::expr::{leading_int, Args, Kind};
@@ -83,6 +83,8 @@ pub(crate) enum Fetch {
     GrpcMethod,
     Status,
     GrpcStatus,
+    /// `http_auth_bearer([<header>])`.
+    AuthBearer(HeaderName),
 }
 
 /// A fetch compiled from its name and arguments.
@@ -115,6 +117,7 @@ pub(crate) const NAMES: &[&str] = &[
     "hdr_cnt",
     "hdr_ip",
     "hdr_val",
+    "http_auth_bearer",
     "int",
     "ipv4",
     "ipv6",
@@ -468,6 +471,14 @@ fn build_known(name: &'static str, args: &[String]) -> Result<Built, String> {
             a(name, 0, 0)?;
             res(Fetch::GrpcStatus, Kind::Int)
         }
+        "http_auth_bearer" => {
+            let a = a("http_auth_bearer([<header name>])", 0, 1)?;
+            let hname = match a.str(0).filter(|s| !s.is_empty()) {
+                Some(_) => a.header(0)?,
+                None => AUTHORIZATION,
+            };
+            req(Fetch::AuthBearer(hname), Kind::Str)
+        }
         _ => Err(format!("unknown fetch method '{name}'")),
     }
 }
@@ -599,6 +610,18 @@ fn cook_sample(v: &[u8], as_int: bool) -> Sample<'_> {
     } else {
         Sample::Str(String::from_utf8_lossy(v))
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` value (scheme matched
+/// case-insensitively); `None` for another scheme or an empty token.
+pub(crate) fn bearer(v: &[u8]) -> Option<&str> {
+    let v = std::str::from_utf8(v).ok()?.trim();
+    let (scheme, rest) = v.split_once([' ', '\t'])?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let token = rest.trim();
+    (!token.is_empty()).then_some(token)
 }
 
 /// `/pkg.Service/Method` -> (`pkg.Service`, `Method`).
@@ -741,6 +764,7 @@ impl Fetch {
             Fetch::GrpcMethod => borrowed(grpc_parts(input.uri.path())?.1),
             Fetch::Status => Sample::Int(i64::from(input.res?.status)),
             Fetch::GrpcStatus => Sample::Int(i64::from(input.res?.grpc_status?)),
+            Fetch::AuthBearer(name) => borrowed(bearer(input.headers.get(name)?.as_bytes())?),
         })
     }
 

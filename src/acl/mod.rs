@@ -19,6 +19,7 @@ mod cond;
 mod convert;
 mod expr;
 mod fetch;
+mod jwt;
 mod matcher;
 #[cfg(test)]
 mod tests;
