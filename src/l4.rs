@@ -19,6 +19,7 @@ use tokio::sync::watch;
 
 use crate::error::{ErrorKind, ProxyError};
 use crate::http::idle::{Activity, IdleTimer};
+use crate::observe::stats::termination_index;
 use crate::observe::tcplog::TcpLog;
 use crate::runtime::Frontend;
 
@@ -240,14 +241,18 @@ pub async fn serve<S>(
         Some(&backend.stats.traffic),
         server_stats.as_deref().map(|s| &s.traffic),
     ];
+    let ended = match term.as_bytes() {
+        &[a, b] => termination_index([a, b]),
+        _ => None,
+    };
     for t in traffics.into_iter().flatten() {
         t.bytes_in.fetch_add(bytes_in, Ordering::Relaxed);
         t.bytes_out.fetch_add(bytes_out, Ordering::Relaxed);
-        if let [a, b] = term.as_bytes() {
-            t.termination([*a, *b]);
+        if let Some(i) = ended {
+            t.termination_at(i);
         }
     }
-    if term.starts_with('S') || term.starts_with('s') {
+    if term.starts_with(['S', 's']) {
         backend
             .stats
             .traffic

@@ -131,6 +131,8 @@ pub struct Frontend {
     pub hard_stop: Arc<HardStop>,
     /// `h2-keepalive`: PINGs to HTTP/2 clients.
     pub h2_keepalive: Option<crate::config::H2Keepalive>,
+    /// Global `tune.h2.*`: settings and abuse limits for HTTP/2 clients.
+    pub h2_tune: crate::config::H2Tune,
     pub timeouts: Timeouts,
     /// `maxconn` on the frontend.
     pub conns: Option<Arc<Semaphore>>,
@@ -245,6 +247,7 @@ impl Snapshot {
                 logasap: f.options.logasap,
                 forwardfor: f.options.forwardfor.clone(),
                 h2_keepalive: f.h2_keepalive,
+                h2_tune: cfg.global.h2,
                 hard_stop: previous
                     .map(|p| p.hard_stop.clone())
                     .unwrap_or_else(|| hard_stop.clone()),

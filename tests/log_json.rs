@@ -21,22 +21,14 @@ struct LogSink {
 
 impl LogSink {
     async fn new() -> (LogSink, SocketAddr) {
-        let sock = UdpSocket::bind(ANY).await.expect("udp");
-        let addr = sock.local_addr().expect("addr");
+        let (sock, addr) = log_socket().await;
         (LogSink { sock }, addr)
-    }
-
-    /// The next datagram, as sent.
-    async fn datagram(&self) -> String {
-        let mut buf = vec![0u8; 8192];
-        let n = within(5, self.sock.recv(&mut buf)).await.expect("recv");
-        String::from_utf8_lossy(&buf[..n]).into_owned()
     }
 
     /// The next line without its RFC 3164 header
     /// (`<134>Nov 22 10:00:00 weir[42]: `).
     async fn line(&self) -> String {
-        let d = self.datagram().await;
+        let d = recv_text(&self.sock).await;
         assert!(d.starts_with("<134>"), "not a local0.info syslog line: {d}");
         match d.split_once("]: ") {
             Some((_, line)) => line.to_string(),

@@ -203,6 +203,48 @@ pub(crate) static KEYWORDS: &[Keyword] = &[
     ignored("chroot", GLOBAL, Yet),
     ignored("pidfile", GLOBAL, Yet),
     kw(
+        "tune.h2.max-concurrent-streams",
+        GLOBAL,
+        "tune.h2.max-concurrent-streams <number>",
+        G(p::tune::max_concurrent_streams),
+    ),
+    kw(
+        "tune.h2.initial-window-size",
+        GLOBAL,
+        "tune.h2.initial-window-size <size>",
+        G(p::tune::initial_window_size),
+    ),
+    kw(
+        "tune.h2.max-frame-size",
+        GLOBAL,
+        "tune.h2.max-frame-size <size>",
+        G(p::tune::max_frame_size),
+    ),
+    kw(
+        "tune.h2.max-header-list-size",
+        GLOBAL,
+        "tune.h2.max-header-list-size <size>",
+        G(p::tune::max_header_list_size),
+    ),
+    kw(
+        "tune.h2.header-table-size",
+        GLOBAL,
+        "tune.h2.header-table-size <size>",
+        G(p::tune::header_table_size),
+    ),
+    kw(
+        "tune.h2.fe.max-pending-resets",
+        GLOBAL,
+        "tune.h2.fe.max-pending-resets <number>",
+        G(p::tune::max_pending_resets),
+    ),
+    kw(
+        "tune.h2.fe.max-error-resets",
+        GLOBAL,
+        "tune.h2.fe.max-error-resets <number>",
+        G(p::tune::max_error_resets),
+    ),
+    kw(
         "hard-stop-after",
         GLOBAL,
         "hard-stop-after <time>",

@@ -70,6 +70,52 @@ pub struct Global {
     /// `metrics-max-methods <n>`: distinct gRPC methods counted per backend
     /// (default [`crate::observe::stats::DEFAULT_MAX_METHODS`]).
     pub metrics_max_methods: Option<usize>,
+    /// `tune.h2.*`: HTTP/2 settings and abuse limits for client connections.
+    pub h2: H2Tune,
+}
+
+/// `tune.h2.*` in `global`: what weir advertises to HTTP/2 clients and the
+/// limits it enforces on them (docs/hardening.md). `Default` gives the
+/// documented defaults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct H2Tune {
+    /// `tune.h2.max-concurrent-streams`: SETTINGS_MAX_CONCURRENT_STREAMS.
+    pub max_concurrent_streams: u32,
+    /// `tune.h2.initial-window-size`: SETTINGS_INITIAL_WINDOW_SIZE (per stream).
+    pub initial_window_size: u32,
+    /// `tune.h2.max-frame-size`: SETTINGS_MAX_FRAME_SIZE.
+    pub max_frame_size: u32,
+    /// `tune.h2.max-header-list-size`: SETTINGS_MAX_HEADER_LIST_SIZE.
+    pub max_header_list_size: u32,
+    /// `tune.h2.fe.max-pending-resets`: streams the client resets before
+    /// weir has taken them up, at once, before GOAWAY ENHANCE_YOUR_CALM
+    /// (rapid reset, CVE-2023-44487).
+    pub max_pending_resets: u32,
+    /// `tune.h2.fe.max-error-resets`: streams weir resets because of the
+    /// client's protocol errors before GOAWAY ENHANCE_YOUR_CALM.
+    pub max_error_resets: u32,
+}
+
+impl H2Tune {
+    pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 100;
+    pub const DEFAULT_INITIAL_WINDOW_SIZE: u32 = 1 << 20;
+    pub const DEFAULT_MAX_FRAME_SIZE: u32 = 1 << 16;
+    pub const DEFAULT_MAX_HEADER_LIST_SIZE: u32 = 16 << 10;
+    pub const DEFAULT_MAX_PENDING_RESETS: u32 = 20;
+    pub const DEFAULT_MAX_ERROR_RESETS: u32 = 1024;
+}
+
+impl Default for H2Tune {
+    fn default() -> Self {
+        H2Tune {
+            max_concurrent_streams: Self::DEFAULT_MAX_CONCURRENT_STREAMS,
+            initial_window_size: Self::DEFAULT_INITIAL_WINDOW_SIZE,
+            max_frame_size: Self::DEFAULT_MAX_FRAME_SIZE,
+            max_header_list_size: Self::DEFAULT_MAX_HEADER_LIST_SIZE,
+            max_pending_resets: Self::DEFAULT_MAX_PENDING_RESETS,
+            max_error_resets: Self::DEFAULT_MAX_ERROR_RESETS,
+        }
+    }
 }
 
 /// TLS defaults from `global` for `bind` or `server` lines.

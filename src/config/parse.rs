@@ -24,6 +24,7 @@ pub(crate) mod retry;
 pub(crate) mod rules;
 pub(crate) mod ssl;
 pub(crate) mod stats;
+pub(crate) mod tune;
 
 pub(crate) type R = Result<(), String>;
 

@@ -49,9 +49,8 @@ impl ConnAge {
 /// first request before it gets its GOAWAY.
 const FIRST_REQUEST_GRACE: Duration = Duration::from_millis(1000);
 
-/// HTTP/2 settings we advertise to clients.
-const H2_MAX_CONCURRENT_STREAMS: u32 = 100;
-const H2_STREAM_WINDOW: u32 = 1 << 20;
+/// HTTP/2 connection window we advertise to clients (at least the stream
+/// window, `tune.h2.initial-window-size`).
 const H2_CONN_WINDOW: u32 = 4 << 20;
 
 /// The connection builder for a frontend's bind line.
@@ -73,13 +72,20 @@ pub fn builder(fe: &Frontend, proto: Option<Proto>) -> auto::Builder<TokioExecut
             .keep_alive_interval(Some(k.interval))
             .keep_alive_timeout(k.timeout);
     }
+    // `tune.h2.*` (docs/hardening.md): what we advertise, and the limits
+    // after which a client gets GOAWAY ENHANCE_YOUR_CALM (rapid reset,
+    // protocol-error floods).
+    let t = &fe.h2_tune;
     b.http2()
         .timer(TokioTimer::new())
         .auto_date_header(false)
-        .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
-        .initial_stream_window_size(H2_STREAM_WINDOW)
-        .initial_connection_window_size(H2_CONN_WINDOW)
-        .max_frame_size(1 << 16);
+        .max_concurrent_streams(t.max_concurrent_streams)
+        .initial_stream_window_size(t.initial_window_size)
+        .initial_connection_window_size(H2_CONN_WINDOW.max(t.initial_window_size))
+        .max_frame_size(t.max_frame_size)
+        .max_header_list_size(t.max_header_list_size)
+        .max_pending_accept_reset_streams(t.max_pending_resets as usize)
+        .max_local_error_reset_streams(t.max_error_resets as usize);
     match proto {
         Some(Proto::H2) => b.http2_only(),
         Some(Proto::H1) => b.http1_only(),
@@ -338,7 +344,7 @@ pub async fn serve<S>(
     tokio::select! {
         r = conn.as_mut() => {
             if let Err(e) = r {
-                tracing::debug!(frontend = %fe.name, error = %e, "client connection ended with an error");
+                log_conn_error(&fe, peer, &*e);
             }
             return;
         }
@@ -360,7 +366,7 @@ pub async fn serve<S>(
                 tokio::select! {
                     r = conn.as_mut() => {
                         if let Err(e) = r {
-                            tracing::debug!(frontend = %fe.name, error = %e, "client connection ended with an error");
+                            log_conn_error(&fe, peer, &*e);
                         }
                         return;
                     }
@@ -391,4 +397,57 @@ pub async fn serve<S>(
     }
     conn.as_mut().graceful_shutdown();
     let _ = conn.await;
+}
+
+/// Why weir cut a client connection, when it did: an HTTP/2 GOAWAY weir
+/// sent for the client's misbehaviour (too many resets, a CONTINUATION
+/// flood, a protocol error) or an HTTP/1.1 request whose headers did not
+/// arrive within `timeout http-request`. `None` for ordinary ends (the
+/// client went away, an I/O error).
+fn cut_reason(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(h2e) = err.downcast_ref::<h2::Error>() {
+            if !(h2e.is_library() && h2e.is_go_away()) {
+                return None;
+            }
+            let reason = h2e.reason()?;
+            let what = if reason == h2::Reason::ENHANCE_YOUR_CALM {
+                "too many resets or abusive frames"
+            } else if reason == h2::Reason::FRAME_SIZE_ERROR {
+                "frame too large"
+            } else if reason == h2::Reason::COMPRESSION_ERROR {
+                "bad header compression"
+            } else {
+                "protocol error"
+            };
+            return Some(format!("{what} ({reason:?}: {h2e})"));
+        }
+        if let Some(he) = err.downcast_ref::<hyper::Error>() {
+            if he.is_timeout() {
+                return Some("request headers not received in time (timeout http-request)".into());
+            }
+        }
+        cur = err.source();
+    }
+    None
+}
+
+/// Logs the end of a client connection that failed: a cut by weir (see
+/// [`cut_reason`]) at warn with the peer, anything else at debug.
+fn log_conn_error(
+    fe: &Frontend,
+    peer: std::net::SocketAddr,
+    e: &(dyn std::error::Error + 'static),
+) {
+    match cut_reason(e) {
+        Some(reason) => tracing::warn!(
+            frontend = %fe.name,
+            %peer,
+            "client connection closed: {reason}"
+        ),
+        None => {
+            tracing::debug!(frontend = %fe.name, error = %e, "client connection ended with an error")
+        }
+    }
 }

@@ -17,7 +17,8 @@ use hyper::body::Incoming;
 
 use crate::backend::{Backend, Server};
 use crate::observe::stats::{
-    BackendStats, FrontendStats, MessageCounter, MethodStats, ServerStats, Traffic,
+    code_index, termination_index, BackendStats, FrontendStats, MessageCounter, MethodStats,
+    ServerStats, Traffic,
 };
 
 /// The client's request body, counted as it is read.
@@ -276,11 +277,19 @@ impl Tally {
             return;
         }
         self.done = true;
+        // Looked up once for the three counters; no atomic adds of zero.
         let bytes_in = self.req.bytes.load(Ordering::Relaxed);
+        let term = termination_index(self.term);
         for t in self.traffics() {
-            t.bytes_in.fetch_add(bytes_in, Ordering::Relaxed);
-            t.bytes_out.fetch_add(self.bytes_out, Ordering::Relaxed);
-            t.termination(self.term);
+            if bytes_in > 0 {
+                t.bytes_in.fetch_add(bytes_in, Ordering::Relaxed);
+            }
+            if self.bytes_out > 0 {
+                t.bytes_out.fetch_add(self.bytes_out, Ordering::Relaxed);
+            }
+            if let Some(i) = term {
+                t.termination_at(i);
+            }
         }
         // Responses by class: the frontend and backend count every answer
         // (weir's own errors too, as HAProxy does); a server only its own.
@@ -305,8 +314,7 @@ impl Tally {
             None => 2,
         };
         if let Some(s) = &self.srv {
-            let i = if code <= 16 { code as usize } else { 2 };
-            s.grpc_codes[i].fetch_add(1, Ordering::Relaxed);
+            s.grpc_codes[code_index(code)].fetch_add(1, Ordering::Relaxed);
         }
         if let Some(m) = &self.method {
             m.active.fetch_sub(1, Ordering::Relaxed);

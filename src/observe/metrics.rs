@@ -193,6 +193,22 @@ pub fn backend_up(b: &Backend) -> bool {
     b.servers.iter().any(|s| s.is_eligible())
 }
 
+/// Servers of `b` that are up: the active ones, or the backups.
+pub fn up_servers(b: &Backend, backup: bool) -> usize {
+    b.servers
+        .iter()
+        .filter(|s| s.backup == backup && s.is_up())
+        .count()
+}
+
+/// Calls (tcp: connections) in flight to the servers of `b`.
+pub fn backend_inflight(b: &Backend) -> u64 {
+    b.servers
+        .iter()
+        .map(|s| u64::from(s.state.inflight.load(Ordering::Relaxed)))
+        .sum()
+}
+
 // ------------------------------------------------------------- families
 
 type Labels = Vec<(&'static str, String)>;
@@ -540,22 +556,10 @@ fn backend_families(stats: &Stats, bes: &[Arc<Backend>]) -> Vec<Family> {
         let l: Labels = vec![("proxy", b.name.clone())];
         let t = &b.stats.traffic;
         status.u(l.clone(), u64::from(backend_up(b)));
-        let up = |backup: bool| {
-            b.servers
-                .iter()
-                .filter(|s| s.backup == backup && s.is_up())
-                .count() as u64
-        };
-        active.u(l.clone(), up(false));
-        backup.u(l.clone(), up(true));
+        active.u(l.clone(), up_servers(b, false) as u64);
+        backup.u(l.clone(), up_servers(b, true) as u64);
         queue.u(l.clone(), b.queued() as u64);
-        streams.u(
-            l.clone(),
-            b.servers
-                .iter()
-                .map(|s| u64::from(s.state.inflight.load(Ordering::Relaxed)))
-                .sum(),
-        );
+        streams.u(l.clone(), backend_inflight(b));
         sess.u(l.clone(), n(&t.sessions));
         req.u(l.clone(), n(&t.requests));
         den_req.u(l.clone(), n(&t.denied_req));
@@ -742,11 +746,16 @@ pub fn render(stats: &Arc<Stats>) -> String {
 
 /// The exporter's answer (`http-request use-service prometheus-exporter`).
 pub fn response(fe: &Frontend) -> Response<ProxyBody> {
-    let mut resp = Response::new(ProxyBody::full(render(&fe.registry)));
+    text_response(render(&fe.registry), CONTENT_TYPE)
+}
+
+/// A `200` of `body`, not to be cached (the exporter, the stats page).
+pub(crate) fn text_response(body: String, content_type: &'static str) -> Response<ProxyBody> {
+    let mut resp = Response::new(ProxyBody::full(body));
     let h = resp.headers_mut();
     h.insert(
         http::header::CONTENT_TYPE,
-        HeaderValue::from_static(CONTENT_TYPE),
+        HeaderValue::from_static(content_type),
     );
     h.insert(
         http::header::CACHE_CONTROL,

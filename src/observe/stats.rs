@@ -48,6 +48,16 @@ pub const GRPC_CODES: [&str; 17] = [
     "UNAUTHENTICATED",
 ];
 
+/// The index in [`GRPC_CODES`] a call ended with `code` counts under:
+/// codes above 16 count as UNKNOWN.
+pub fn code_index(code: u32) -> usize {
+    if code <= 16 {
+        code as usize
+    } else {
+        2
+    }
+}
+
 /// HTTP response classes: `1xx` .. `5xx`, then `other`.
 pub const HTTP_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
 
@@ -66,6 +76,12 @@ pub const TERMINATIONS: [(u8, &str); 11] = [
     (b'c', "client_timeout"),
     (b's', "server_timeout"),
 ];
+
+/// Where a termination state counts in [`Traffic::terminations`]; `None`
+/// for a normal end (`--`).
+pub fn termination_index(state: [u8; 2]) -> Option<usize> {
+    TERMINATIONS.iter().position(|(c, _)| *c == state[0])
+}
 
 /// Histogram upper bounds, in seconds (an implicit `+Inf` follows).
 pub const LATENCY_BOUNDS: [f64; 17] = [
@@ -266,18 +282,14 @@ impl Traffic {
 
     /// Counts a termination state (`----` and `--` are normal ends).
     pub fn termination(&self, state: [u8; 2]) {
-        if let Some(i) = TERMINATIONS.iter().position(|(c, _)| *c == state[0]) {
-            add(&self.terminations[i], 1);
+        if let Some(i) = termination_index(state) {
+            self.termination_at(i);
         }
     }
 
-    pub fn get(c: &AtomicU64) -> u64 {
-        get(c)
-    }
-
-    /// Total of `responses`.
-    pub fn responses_total(&self) -> u64 {
-        self.responses.iter().map(get).sum()
+    /// Counts a termination by its [`termination_index`].
+    pub fn termination_at(&self, i: usize) {
+        add(&self.terminations[i], 1);
     }
 }
 
@@ -362,8 +374,7 @@ impl MethodStats {
 
     /// Records the end of one call.
     pub fn finish(&self, code: u32, took: Duration, msgs_in: u64, msgs_out: u64) {
-        let i = if code <= 16 { code as usize } else { 2 };
-        add(&self.codes[i], 1);
+        add(&self.codes[code_index(code)], 1);
         self.latency.observe_duration(took);
         add(&self.msgs_in, msgs_in);
         add(&self.msgs_out, msgs_out);
@@ -372,10 +383,6 @@ impl MethodStats {
             self.stream_msgs_in.observe(msgs_in);
             self.stream_msgs_out.observe(msgs_out);
         }
-    }
-
-    pub fn calls(&self) -> u64 {
-        self.codes.iter().map(get).sum()
     }
 }
 
@@ -409,10 +416,6 @@ impl MethodTable {
             limit,
             map: RwLock::new(HashMap::new()),
         }
-    }
-
-    pub fn limit(&self) -> usize {
-        self.limit
     }
 
     /// The counters of `path` called through `frontend`: an existing entry,
@@ -522,12 +525,24 @@ impl Default for Stats {
     }
 }
 
-fn entry<K: std::hash::Hash + Eq, V: Default>(m: &Mutex<HashMap<K, Arc<V>>>, k: K) -> Arc<V> {
+/// The counters of `k`, made by `make` when there are none yet.
+fn entry<K: std::hash::Hash + Eq, V>(
+    m: &Mutex<HashMap<K, Arc<V>>>,
+    k: K,
+    make: impl FnOnce() -> V,
+) -> Arc<V> {
     m.lock()
         .unwrap_or_else(|p| p.into_inner())
         .entry(k)
-        .or_default()
+        .or_insert_with(|| Arc::new(make()))
         .clone()
+}
+
+/// Forgets the counters of the keys `keep` refuses.
+fn retain<K, V>(m: &Mutex<HashMap<K, Arc<V>>>, mut keep: impl FnMut(&K) -> bool) {
+    m.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .retain(|k, _| keep(k));
 }
 
 impl Stats {
@@ -545,38 +560,28 @@ impl Stats {
     }
 
     pub fn frontend(&self, name: &str) -> Arc<FrontendStats> {
-        self.frontends
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(name.to_string())
-            .or_insert_with(|| {
-                Arc::new(FrontendStats {
-                    traffic: Traffic::default(),
-                    grpc: MethodTable::new(self.max_methods),
-                    conns: AtomicI64::new(0),
-                    conns_max: AtomicI64::new(0),
-                    conn_rate: Rate::default(),
-                })
-            })
-            .clone()
+        entry(&self.frontends, name.to_string(), || FrontendStats {
+            traffic: Traffic::default(),
+            grpc: MethodTable::new(self.max_methods),
+            conns: AtomicI64::new(0),
+            conns_max: AtomicI64::new(0),
+            conn_rate: Rate::default(),
+        })
     }
 
     pub fn backend(&self, name: &str) -> Arc<BackendStats> {
-        self.backends
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(name.to_string())
-            .or_insert_with(|| {
-                Arc::new(BackendStats {
-                    traffic: Traffic::default(),
-                    grpc: MethodTable::new(self.max_methods),
-                })
-            })
-            .clone()
+        entry(&self.backends, name.to_string(), || BackendStats {
+            traffic: Traffic::default(),
+            grpc: MethodTable::new(self.max_methods),
+        })
     }
 
     pub fn server(&self, backend: &str, server: &str) -> Arc<ServerStats> {
-        entry(&self.servers, (backend.to_string(), server.to_string()))
+        entry(
+            &self.servers,
+            (backend.to_string(), server.to_string()),
+            ServerStats::default,
+        )
     }
 
     /// Makes `snapshot` the one exposed, and forgets the counters of names
@@ -585,25 +590,18 @@ impl Stats {
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::downgrade(snapshot);
         let fes: std::collections::HashSet<&str> =
             snapshot.frontends.iter().map(|f| f.name.as_str()).collect();
-        self.frontends
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|k, _| fes.contains(k.as_str()));
+        retain(&self.frontends, |k| fes.contains(k.as_str()));
         let bes: std::collections::HashSet<&str> =
             snapshot.backends.iter().map(|b| b.name.as_str()).collect();
-        self.backends
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|k, _| bes.contains(k.as_str()));
+        retain(&self.backends, |k| bes.contains(k.as_str()));
         let srvs: std::collections::HashSet<(&str, &str)> = snapshot
             .backends
             .iter()
             .flat_map(|b| b.servers.iter().map(|s| (b.name.as_str(), s.name.as_str())))
             .collect();
-        self.servers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|(b, s), _| srvs.contains(&(b.as_str(), s.as_str())));
+        retain(&self.servers, |(b, s)| {
+            srvs.contains(&(b.as_str(), s.as_str()))
+        });
     }
 
     /// The snapshot being served, if any.

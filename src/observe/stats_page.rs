@@ -17,16 +17,19 @@
 //! row with `<td class="p50">` and `<td class="p99">`.
 
 use std::fmt::Write as _;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use http::{request, HeaderValue, Response};
+use http::{request, Response};
 use serde_json::{json, Value};
 
 use crate::backend::{Backend, Server};
 use crate::config::{Service, StatsPage};
 use crate::http::body::ProxyBody;
-use crate::observe::metrics::{self, health_of, method_entries, server_state};
+use crate::observe::metrics::{
+    self, backend_inflight, health_of, method_entries, server_state, text_response as text,
+    up_servers,
+};
 use crate::observe::stats::{
     HistogramView, MethodStats, Stats, Traffic, GRPC_CODES, HTTP_CLASSES, TERMINATIONS,
 };
@@ -56,23 +59,9 @@ pub fn serve(service: &Service, fe: &Frontend, parts: &request::Parts) -> Respon
     }
 }
 
-fn text(body: String, content_type: &'static str) -> Response<ProxyBody> {
-    let mut resp = Response::new(ProxyBody::full(body));
-    let h = resp.headers_mut();
-    h.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static(content_type),
-    );
-    h.insert(
-        http::header::CACHE_CONTROL,
-        HeaderValue::from_static("no-cache"),
-    );
-    resp
-}
-
 // ------------------------------------------------------------- reading
 
-fn n(c: &std::sync::atomic::AtomicU64) -> u64 {
+fn n(c: &AtomicU64) -> u64 {
     c.load(Ordering::Relaxed)
 }
 
@@ -133,11 +122,12 @@ fn server_grpc(s: &Server) -> (u64, u64) {
     (n(&c[0]), c[1..].iter().map(n).sum())
 }
 
-fn up_servers(b: &Backend, backup: bool) -> usize {
-    b.servers
-        .iter()
-        .filter(|s| s.backup == backup && s.is_up())
-        .count()
+fn backend_status(b: &Backend) -> &'static str {
+    if metrics::backend_up(b) {
+        "UP"
+    } else {
+        "DOWN"
+    }
 }
 
 // ---------------------------------------------------------------- HTML
@@ -272,6 +262,28 @@ fn responses_cells(o: &mut String, t: &Traffic) {
     }
 }
 
+/// The cells from `stot` to `wredis`, then the responses, of a backend or
+/// server row (`ereq`: `None` leaves the cell empty).
+fn traffic_cells(o: &mut String, t: &Traffic, ereq: Option<u64>) {
+    let _ = write!(
+        o,
+        "<td class=\"stot\">{}</td><td class=\"rate\">{}</td><td class=\"rate_max\">{}</td><td class=\"bin\">{}</td>\
+         <td class=\"bout\">{}</td><td class=\"ereq\">{}</td><td class=\"econ\">{}</td><td class=\"eresp\">{}</td>\
+         <td class=\"wretr\">{}</td><td class=\"wredis\">{}</td>",
+        n(&t.sessions),
+        t.rate.current(),
+        t.rate.max(),
+        human_bytes(n(&t.bytes_in)),
+        human_bytes(n(&t.bytes_out)),
+        ereq.map(|e| e.to_string()).unwrap_or_default(),
+        n(&t.conn_errors),
+        n(&t.resp_errors),
+        n(&t.retries),
+        n(&t.redispatches),
+    );
+    responses_cells(o, t);
+}
+
 fn responses_heads(o: &mut String) {
     for class in HTTP_CLASSES {
         let _ = write!(o, "<th>{class}</th>");
@@ -341,34 +353,17 @@ fn backend_html(o: &mut String, b: &Backend, stats: &Stats) {
     for s in &b.servers {
         server_html(o, b, s, stats);
     }
-    let status = if metrics::backend_up(b) { "UP" } else { "DOWN" };
-    let inflight: u64 = b
-        .servers
-        .iter()
-        .map(|s| u64::from(s.state.inflight.load(Ordering::Relaxed)))
-        .sum();
     let _ = write!(
         o,
-        "<tr class=\"backend\"><td class=\"name\">Backend</td><td class=\"state\">{status}</td><td></td>\
-         <td class=\"act\">{}</td><td class=\"bck\">{}</td><td class=\"qcur\">{}</td><td class=\"scur\">{inflight}</td><td></td>\
-         <td class=\"stot\">{}</td><td class=\"rate\">{}</td><td class=\"rate_max\">{}</td><td class=\"bin\">{}</td>\
-         <td class=\"bout\">{}</td><td class=\"ereq\">{}</td><td class=\"econ\">{}</td><td class=\"eresp\">{}</td>\
-         <td class=\"wretr\">{}</td><td class=\"wredis\">{}</td>",
+        "<tr class=\"backend\"><td class=\"name\">Backend</td><td class=\"state\">{}</td><td></td>\
+         <td class=\"act\">{}</td><td class=\"bck\">{}</td><td class=\"qcur\">{}</td><td class=\"scur\">{}</td><td></td>",
+        backend_status(b),
         up_servers(b, false),
         up_servers(b, true),
         b.queued(),
-        n(&t.sessions),
-        t.rate.current(),
-        t.rate.max(),
-        human_bytes(n(&t.bytes_in)),
-        human_bytes(n(&t.bytes_out)),
-        n(&t.denied_req),
-        n(&t.conn_errors),
-        n(&t.resp_errors),
-        n(&t.retries),
-        n(&t.redispatches),
+        backend_inflight(b),
     );
-    responses_cells(o, t);
+    traffic_cells(o, t, Some(n(&t.denied_req)));
     o.push_str("<td colspan=\"4\"></td><td></td><td></td></tr>\n</table>\n");
     grpc_html(o, b);
 }
@@ -406,24 +401,13 @@ fn server_html(o: &mut String, b: &Backend, s: &Server, stats: &Stats) {
         "<tr class=\"srv\" data-backend=\"{be}\" data-server=\"{srv}\" data-state=\"{state}\">\
          <td class=\"name\">{srv}</td><td class=\"state\">{state}</td><td class=\"weight\">{}</td>\
          <td class=\"act\">{act}</td><td class=\"bck\">{bck}</td><td class=\"qcur\"></td><td class=\"scur\">{}</td>\
-         <td class=\"slim\">{limit}</td><td class=\"stot\">{}</td><td class=\"rate\">{}</td><td class=\"rate_max\">{}</td>\
-         <td class=\"bin\">{}</td><td class=\"bout\">{}</td><td class=\"ereq\"></td><td class=\"econ\">{}</td>\
-         <td class=\"eresp\">{}</td><td class=\"wretr\">{}</td><td class=\"wredis\">{}</td>",
+         <td class=\"slim\">{limit}</td>",
         s.weight,
         s.state.inflight.load(Ordering::Relaxed),
-        n(&t.sessions),
-        t.rate.current(),
-        t.rate.max(),
-        human_bytes(n(&t.bytes_in)),
-        human_bytes(n(&t.bytes_out)),
-        n(&t.conn_errors),
-        n(&t.resp_errors),
-        n(&t.retries),
-        n(&t.redispatches),
         be = esc(&b.name),
         srv = esc(&s.name),
     );
-    responses_cells(o, t);
+    traffic_cells(o, t, None);
     let _ = writeln!(
         o,
         "<td class=\"check\">{check}</td><td class=\"check_duration\">{duration}</td><td class=\"chkfail\">{failed}</td>\
@@ -555,6 +539,20 @@ impl Row {
         }
     }
 
+    /// Requests and responses denied (frontends and backends).
+    fn denied(&mut self, t: &Traffic) {
+        self.set("dreq", n(&t.denied_req));
+        self.set("dresp", n(&t.denied_resp));
+    }
+
+    /// Errors and warnings of the server side (backends and servers).
+    fn server_errors(&mut self, t: &Traffic) {
+        self.set("econ", n(&t.conn_errors));
+        self.set("eresp", n(&t.resp_errors));
+        self.set("wretr", n(&t.retries));
+        self.set("wredis", n(&t.redispatches));
+    }
+
     fn write(&self, out: &mut String) {
         let cells: Vec<String> = CSV_COLUMNS
             .iter()
@@ -588,8 +586,7 @@ fn csv(stats: &Stats, snap: Option<&Snapshot>) -> String {
             fe.maxconn.map(|m| m.to_string()).unwrap_or_default(),
         );
         r.traffic(t);
-        r.set("dreq", n(&t.denied_req));
-        r.set("dresp", n(&t.denied_resp));
+        r.denied(t);
         r.set("ereq", n(&t.req_errors));
         r.set("status", "OPEN");
         r.set("type", 0);
@@ -611,10 +608,7 @@ fn csv(stats: &Stats, snap: Option<&Snapshot>) -> String {
                 r.set("slim", s.maxconn);
             }
             r.traffic(t);
-            r.set("econ", n(&t.conn_errors));
-            r.set("eresp", n(&t.resp_errors));
-            r.set("wretr", n(&t.retries));
-            r.set("wredis", n(&t.redispatches));
+            r.server_errors(t);
             r.set("status", page_state(s));
             r.set("weight", s.weight);
             r.set("act", u8::from(!s.backup));
@@ -638,21 +632,11 @@ fn csv(stats: &Stats, snap: Option<&Snapshot>) -> String {
         r.set("pxname", &b.name);
         r.set("svname", "BACKEND");
         r.set("qcur", b.queued());
-        r.set(
-            "scur",
-            b.servers
-                .iter()
-                .map(|s| u64::from(s.state.inflight.load(Ordering::Relaxed)))
-                .sum::<u64>(),
-        );
+        r.set("scur", backend_inflight(b));
         r.traffic(t);
-        r.set("dreq", n(&t.denied_req));
-        r.set("dresp", n(&t.denied_resp));
-        r.set("econ", n(&t.conn_errors));
-        r.set("eresp", n(&t.resp_errors));
-        r.set("wretr", n(&t.retries));
-        r.set("wredis", n(&t.redispatches));
-        r.set("status", if metrics::backend_up(b) { "UP" } else { "DOWN" });
+        r.denied(t);
+        r.server_errors(t);
+        r.set("status", backend_status(b));
         r.set(
             "weight",
             b.servers
@@ -673,20 +657,58 @@ fn csv(stats: &Stats, snap: Option<&Snapshot>) -> String {
 
 // ---------------------------------------------------------------- JSON
 
-fn classes(t: &Traffic) -> Value {
-    let mut m = serde_json::Map::new();
-    for (i, class) in HTTP_CLASSES.iter().enumerate() {
-        m.insert((*class).into(), n(&t.responses[i]).into());
+/// `a`'s fields and `b`'s, in one object.
+fn merged(mut a: Value, b: Value) -> Value {
+    if let (Value::Object(a), Value::Object(b)) = (&mut a, b) {
+        a.extend(b);
     }
-    Value::Object(m)
+    a
+}
+
+/// The fields frontends, backends and servers share.
+fn traffic_json(t: &Traffic) -> Value {
+    json!({
+        "stot": n(&t.sessions),
+        "bin": n(&t.bytes_in),
+        "bout": n(&t.bytes_out),
+        "rate": t.rate.current(),
+        "rate_max": t.rate.max(),
+        "responses": classes(t),
+    })
+}
+
+/// The fields of the client side (frontends and backends).
+fn client_side_json(t: &Traffic) -> Value {
+    json!({
+        "requests": n(&t.requests),
+        "dreq": n(&t.denied_req),
+        "dresp": n(&t.denied_resp),
+        "terminations": terminations(t),
+    })
+}
+
+/// The fields of the server side (backends and servers).
+fn server_side_json(t: &Traffic) -> Value {
+    json!({
+        "econ": n(&t.conn_errors),
+        "eresp": n(&t.resp_errors),
+        "wretr": n(&t.retries),
+        "wredis": n(&t.redispatches),
+    })
+}
+
+/// `{name: count}` of counters given in the order of their names.
+fn named<'a>(names: impl IntoIterator<Item = &'a str>, counters: &[AtomicU64]) -> Value {
+    let m = names.into_iter().zip(counters);
+    Value::Object(m.map(|(k, c)| (k.to_string(), n(c).into())).collect())
+}
+
+fn classes(t: &Traffic) -> Value {
+    named(HTTP_CLASSES, &t.responses)
 }
 
 fn terminations(t: &Traffic) -> Value {
-    let mut m = serde_json::Map::new();
-    for (i, (_, kind)) in TERMINATIONS.iter().enumerate() {
-        m.insert((*kind).into(), n(&t.terminations[i]).into());
-    }
-    Value::Object(m)
+    named(TERMINATIONS.iter().map(|(_, kind)| *kind), &t.terminations)
 }
 
 fn codes(c: &[u64; 17], always_ok: bool) -> Value {
@@ -735,27 +757,18 @@ fn json_doc(page: &StatsPage, stats: &Stats, snap: Option<&Snapshot>) -> Value {
             let s = &fe.stats;
             let t = &s.traffic;
             let g = frontend_grpc(snap, &fe.name);
-            json!({
+            let own = json!({
                 "name": fe.name,
                 "status": "OPEN",
                 "scur": s.conns.load(Ordering::Relaxed).max(0),
                 "smax": s.conns_max.load(Ordering::Relaxed),
                 "slim": fe.maxconn,
-                "stot": n(&t.sessions),
-                "requests": n(&t.requests),
-                "rate": t.rate.current(),
-                "rate_max": t.rate.max(),
                 "conn_rate": s.conn_rate.current(),
                 "conn_rate_max": s.conn_rate.max(),
-                "bin": n(&t.bytes_in),
-                "bout": n(&t.bytes_out),
-                "dreq": n(&t.denied_req),
-                "dresp": n(&t.denied_resp),
                 "ereq": n(&t.req_errors),
-                "responses": classes(t),
-                "terminations": terminations(t),
                 "grpc_codes": codes(&g.codes, true),
-            })
+            });
+            merged(merged(own, traffic_json(t)), client_side_json(t))
         })
         .collect();
     let backends: Vec<Value> = snap
@@ -771,10 +784,7 @@ fn json_doc(page: &StatsPage, stats: &Stats, snap: Option<&Snapshot>) -> Value {
                 .map(|s| {
                     let st = &s.stats.traffic;
                     let h = health_of(s, stats);
-                    let mut c = [0u64; 17];
-                    for (i, v) in s.stats.grpc_codes.iter().enumerate() {
-                        c[i] = n(v);
-                    }
+                    let c: [u64; 17] = std::array::from_fn(|i| n(&s.stats.grpc_codes[i]));
                     let check = s.check.as_ref().map(|_| {
                         json!({
                             "status": h.status,
@@ -784,51 +794,28 @@ fn json_doc(page: &StatsPage, stats: &Stats, snap: Option<&Snapshot>) -> Value {
                             "checks": h.checks,
                         })
                     });
-                    json!({
+                    let own = json!({
                         "name": s.name,
                         "status": page_state(s),
                         "weight": s.weight,
                         "backup": s.backup,
                         "scur": s.state.inflight.load(Ordering::Relaxed),
                         "slim": (s.maxconn > 0).then_some(s.maxconn),
-                        "stot": n(&st.sessions),
-                        "bin": n(&st.bytes_in),
-                        "bout": n(&st.bytes_out),
-                        "econ": n(&st.conn_errors),
-                        "eresp": n(&st.resp_errors),
-                        "wretr": n(&st.retries),
-                        "wredis": n(&st.redispatches),
-                        "rate": st.rate.current(),
-                        "rate_max": st.rate.max(),
                         "lastchg": h.last_change,
                         "check": check,
                         "upstream_connections": metrics::upstream_connections(s),
-                        "responses": classes(st),
                         "grpc_codes": codes(&c, true),
-                    })
+                    });
+                    merged(merged(own, traffic_json(st)), server_side_json(st))
                 })
                 .collect();
-            json!({
+            let own = json!({
                 "name": b.name,
-                "status": if metrics::backend_up(b) { "UP" } else { "DOWN" },
+                "status": backend_status(b),
                 "qcur": b.queued(),
                 "active_servers": up_servers(b, false),
                 "backup_servers": up_servers(b, true),
-                "active_streams": b.servers.iter().map(|s| u64::from(s.state.inflight.load(Ordering::Relaxed))).sum::<u64>(),
-                "stot": n(&t.sessions),
-                "requests": n(&t.requests),
-                "bin": n(&t.bytes_in),
-                "bout": n(&t.bytes_out),
-                "dreq": n(&t.denied_req),
-                "dresp": n(&t.denied_resp),
-                "econ": n(&t.conn_errors),
-                "eresp": n(&t.resp_errors),
-                "wretr": n(&t.retries),
-                "wredis": n(&t.redispatches),
-                "rate": t.rate.current(),
-                "rate_max": t.rate.max(),
-                "responses": classes(t),
-                "terminations": terminations(t),
+                "active_streams": backend_inflight(b),
                 "servers": servers,
                 "grpc": {
                     "codes": codes(&g.codes, false),
@@ -836,7 +823,9 @@ fn json_doc(page: &StatsPage, stats: &Stats, snap: Option<&Snapshot>) -> Value {
                     "p99_seconds": g.latency.quantile(0.99),
                     "methods": entries.iter().map(|m| method_json(&b.name, m)).collect::<Vec<_>>(),
                 },
-            })
+            });
+            let shared = merged(traffic_json(t), client_side_json(t));
+            merged(merged(own, shared), server_side_json(t))
         })
         .collect();
     doc["frontends"] = frontends.into();

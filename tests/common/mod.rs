@@ -271,3 +271,17 @@ pub async fn run_script(script: &str, addr: std::net::SocketAddr, done: &str) {
     assert!(out.status.success(), "{script} failed\n{stdout}\n{stderr}");
     assert!(stdout.contains(done), "{stdout}");
 }
+
+/// A UDP receiver for `log <addr> ...` lines on 127.0.0.1, and its address.
+pub async fn log_socket() -> (tokio::net::UdpSocket, SocketAddr) {
+    let sock = tokio::net::UdpSocket::bind(ANY).await.expect("udp");
+    let addr = sock.local_addr().expect("addr");
+    (sock, addr)
+}
+
+/// The next datagram on `sock` (5 s at most), as text.
+pub async fn recv_text(sock: &tokio::net::UdpSocket) -> String {
+    let mut buf = vec![0u8; 8192];
+    let n = within(5, sock.recv(&mut buf)).await.expect("recv");
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}

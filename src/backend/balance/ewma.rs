@@ -9,12 +9,10 @@
 //! balancer (`score`), with atomics only.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
-
-use super::{Balancer, Offer, PickCtx, WeightedSet};
+use super::{Balancer, Offer, PickCtx, Rebuilt, WeightedSet};
 use crate::backend::server::Server;
 
 /// A peak-sensitive, exponentially weighted moving average of a server's
@@ -136,15 +134,13 @@ fn ewma_of(s: &Server) -> &PeakEwma {
 }
 
 pub struct Ewma {
-    set: ArcSwap<WeightedSet>,
-    rebuild: Mutex<()>,
+    set: Rebuilt<WeightedSet>,
 }
 
 impl Ewma {
     pub fn new(servers: &[Arc<Server>]) -> Self {
         Ewma {
-            set: ArcSwap::from_pointee(WeightedSet::of(servers)),
-            rebuild: Mutex::new(()),
+            set: Rebuilt::new(WeightedSet::of(servers)),
         }
     }
 
@@ -188,8 +184,7 @@ impl Balancer for Ewma {
     }
 
     fn update(&self, servers: &[Arc<Server>]) {
-        let _g = self.rebuild.lock().unwrap_or_else(|p| p.into_inner());
-        self.set.store(Arc::new(WeightedSet::of(servers)));
+        self.set.rebuild(|| WeightedSet::of(servers));
     }
 }
 

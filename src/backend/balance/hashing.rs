@@ -28,12 +28,11 @@
 //! on to the next points of other servers, so that key's overflow also
 //! goes to its ring neighbours.
 
-use std::sync::{Arc, Mutex};
-
-use arc_swap::ArcSwap;
+use std::sync::Arc;
 
 use super::{
-    hash_bytes, mix64, smooth_schedule, usable, weight_of, Balancer, Offer, PickCtx, RoundRobin,
+    hash_bytes, mix64, smooth_schedule, usable, weight_of, Balancer, Offer, PickCtx, Rebuilt,
+    RoundRobin,
 };
 use crate::backend::server::Server;
 use crate::config::HashMethod;
@@ -57,13 +56,12 @@ enum Table {
 
 pub struct Hashed {
     method: HashMethod,
-    table: ArcSwap<Table>,
+    table: Rebuilt<Table>,
     /// The hash of each server's name: where its ring points go.
     names: Vec<u64>,
     points_per_weight: u64,
     /// Calls without a key.
     rr: RoundRobin,
-    rebuild: Mutex<()>,
 }
 
 impl Hashed {
@@ -78,16 +76,15 @@ impl Hashed {
             .collect();
         let mut h = Hashed {
             method,
-            table: ArcSwap::from_pointee(Table::Map {
+            table: Rebuilt::new(Table::Map {
                 slots: Vec::new(),
                 members: 0,
             }),
             names,
             points_per_weight,
             rr: RoundRobin::new(servers),
-            rebuild: Mutex::new(()),
         };
-        h.table = ArcSwap::from_pointee(h.table_of(servers));
+        h.table = Rebuilt::new(h.table_of(servers));
         h
     }
 
@@ -178,8 +175,7 @@ impl Balancer for Hashed {
     }
 
     fn update(&self, servers: &[Arc<Server>]) {
-        let _g = self.rebuild.lock().unwrap_or_else(|p| p.into_inner());
-        self.table.store(Arc::new(self.table_of(servers)));
+        self.table.rebuild(|| self.table_of(servers));
         self.rr.update(servers);
     }
 }

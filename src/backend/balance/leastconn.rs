@@ -7,26 +7,22 @@
 //! servers' in-flight counters, nothing else.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use arc_swap::ArcSwap;
-
-use super::{usable, weight_of, Balancer, Offer, PickCtx};
+use super::{usable, weight_of, Balancer, Offer, PickCtx, Rebuilt};
 use crate::backend::server::Server;
 
 pub struct LeastConn {
     /// Effective weight per server; 0: not usable at the last update.
-    weights: ArcSwap<Vec<u32>>,
+    weights: Rebuilt<Vec<u32>>,
     rotate: AtomicUsize,
-    rebuild: Mutex<()>,
 }
 
 impl LeastConn {
     pub fn new(servers: &[Arc<Server>]) -> Self {
         LeastConn {
-            weights: ArcSwap::from_pointee(Self::weights(servers)),
+            weights: Rebuilt::new(Self::weights(servers)),
             rotate: AtomicUsize::new(0),
-            rebuild: Mutex::new(()),
         }
     }
 
@@ -106,8 +102,7 @@ impl Balancer for LeastConn {
     }
 
     fn update(&self, servers: &[Arc<Server>]) {
-        let _g = self.rebuild.lock().unwrap_or_else(|p| p.into_inner());
-        self.weights.store(Arc::new(Self::weights(servers)));
+        self.weights.rebuild(|| Self::weights(servers));
     }
 }
 

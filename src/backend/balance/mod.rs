@@ -25,7 +25,9 @@ pub use leastconn::LeastConn;
 pub use random::Random;
 pub use roundrobin::{RoundRobin, StaticRr};
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
 
 use crate::backend::server::Server;
 use crate::config;
@@ -358,6 +360,32 @@ impl WeightedSet {
             r += wa;
         }
         Some((a, self.at(r)))
+    }
+}
+
+/// What a balancer derives from the servers' state (a schedule, a table):
+/// picks load it without a lock, `update`s rebuild it one at a time so the
+/// last swap reflects the latest state.
+pub(crate) struct Rebuilt<T> {
+    current: ArcSwap<T>,
+    rebuild: Mutex<()>,
+}
+
+impl<T> Rebuilt<T> {
+    pub(crate) fn new(v: T) -> Self {
+        Rebuilt {
+            current: ArcSwap::from_pointee(v),
+            rebuild: Mutex::new(()),
+        }
+    }
+
+    pub(crate) fn load(&self) -> arc_swap::Guard<Arc<T>> {
+        self.current.load()
+    }
+
+    pub(crate) fn rebuild(&self, make: impl FnOnce() -> T) {
+        let _g = self.rebuild.lock().unwrap_or_else(|p| p.into_inner());
+        self.current.store(Arc::new(make()));
     }
 }
 

@@ -5,25 +5,21 @@
 //! one. The weighted table of usable servers is rebuilt on `update`.
 
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use arc_swap::ArcSwap;
-
-use super::{Balancer, Offer, PickCtx, WeightedSet};
+use super::{Balancer, Offer, PickCtx, Rebuilt, WeightedSet};
 use crate::backend::server::Server;
 
 pub struct Random {
     draws: u32,
-    set: ArcSwap<WeightedSet>,
-    rebuild: Mutex<()>,
+    set: Rebuilt<WeightedSet>,
 }
 
 impl Random {
     pub fn new(draws: u32, servers: &[Arc<Server>]) -> Self {
         Random {
             draws: draws.max(1),
-            set: ArcSwap::from_pointee(WeightedSet::of(servers)),
-            rebuild: Mutex::new(()),
+            set: Rebuilt::new(WeightedSet::of(servers)),
         }
     }
 }
@@ -56,8 +52,7 @@ impl Balancer for Random {
     }
 
     fn update(&self, servers: &[Arc<Server>]) {
-        let _g = self.rebuild.lock().unwrap_or_else(|p| p.into_inner());
-        self.set.store(Arc::new(WeightedSet::of(servers)));
+        self.set.rebuild(|| WeightedSet::of(servers));
     }
 }
 

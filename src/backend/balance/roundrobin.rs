@@ -13,11 +13,9 @@
 //! effect); servers that are down are skipped as they are met.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use arc_swap::ArcSwap;
-
-use super::{smooth_schedule, usable, weight_of, Balancer, Offer, PickCtx};
+use super::{smooth_schedule, usable, weight_of, Balancer, Offer, PickCtx, Rebuilt};
 use crate::backend::server::Server;
 
 /// A visiting order and how many distinct servers it holds.
@@ -72,18 +70,15 @@ impl Schedule {
 
 /// `balance roundrobin`: follows effective weights and server state.
 pub struct RoundRobin {
-    schedule: ArcSwap<Schedule>,
+    schedule: Rebuilt<Schedule>,
     cursor: AtomicUsize,
-    /// Serializes `update`s so the last swap reflects the latest state.
-    rebuild: Mutex<()>,
 }
 
 impl RoundRobin {
     pub fn new(servers: &[Arc<Server>]) -> Self {
         RoundRobin {
-            schedule: ArcSwap::from_pointee(Self::schedule(servers)),
+            schedule: Rebuilt::new(Self::schedule(servers)),
             cursor: AtomicUsize::new(0),
-            rebuild: Mutex::new(()),
         }
     }
 
@@ -107,8 +102,7 @@ impl Balancer for RoundRobin {
     }
 
     fn update(&self, servers: &[Arc<Server>]) {
-        let _g = self.rebuild.lock().unwrap_or_else(|p| p.into_inner());
-        self.schedule.store(Arc::new(Self::schedule(servers)));
+        self.schedule.rebuild(|| Self::schedule(servers));
     }
 }
 

@@ -1,0 +1,121 @@
+//! Global `tune.h2.*` keywords: the HTTP/2 settings weir advertises to its
+//! clients and the abuse limits it enforces (docs/hardening.md).
+
+use super::{Ctx, R};
+use crate::config::units::{parse_int, parse_size};
+use crate::config::Global;
+
+/// A size (`64k`, `1m`, plain bytes) in `min..=max`.
+fn size_in(s: &str, min: u64, max: u64) -> Result<u32, String> {
+    let n = parse_size(s)?;
+    if !(min..=max).contains(&n) {
+        return Err(format!(
+            "value '{s}' is out of range (expected a size between {min} and {max} bytes)"
+        ));
+    }
+    // `max` fits in a u32 for every caller.
+    Ok(n as u32)
+}
+
+/// `tune.h2.max-concurrent-streams <number>` (1-65535, default 100).
+pub(crate) fn max_concurrent_streams(ctx: &mut Ctx, g: &mut Global) -> R {
+    g.h2.max_concurrent_streams = parse_int(ctx.single("<number>")?, 1, 65535)? as u32;
+    Ok(())
+}
+
+/// `tune.h2.initial-window-size <size>` (1k-2147483647, default 1m).
+pub(crate) fn initial_window_size(ctx: &mut Ctx, g: &mut Global) -> R {
+    g.h2.initial_window_size = size_in(ctx.single("<size>")?, 1024, (1 << 31) - 1)?;
+    Ok(())
+}
+
+/// `tune.h2.max-frame-size <size>` (16384-16777215, RFC 9113; default 64k).
+pub(crate) fn max_frame_size(ctx: &mut Ctx, g: &mut Global) -> R {
+    g.h2.max_frame_size = size_in(ctx.single("<size>")?, 1 << 14, (1 << 24) - 1)?;
+    Ok(())
+}
+
+/// `tune.h2.max-header-list-size <size>` (1k-16m, default 64k).
+pub(crate) fn max_header_list_size(ctx: &mut Ctx, g: &mut Global) -> R {
+    g.h2.max_header_list_size = size_in(ctx.single("<size>")?, 1024, 16 << 20)?;
+    Ok(())
+}
+
+/// `tune.h2.header-table-size <size>`: HAProxy's keyword, checked (at most
+/// 65536 as in HAProxy) but weir's HTTP/2 server keeps the RFC's 4096-byte
+/// HPACK table (hyper does not let it change), so any other value warns.
+pub(crate) fn header_table_size(ctx: &mut Ctx, _: &mut Global) -> R {
+    let n = size_in(ctx.single("<size>")?, 0, 65536)?;
+    if n != 4096 {
+        ctx.warn(format!(
+            "weir's HTTP/2 server always uses a 4096-byte HPACK table; '{n}' is ignored"
+        ));
+    }
+    Ok(())
+}
+
+/// `tune.h2.fe.max-pending-resets <number>` (1-1000000, default 20).
+pub(crate) fn max_pending_resets(ctx: &mut Ctx, g: &mut Global) -> R {
+    g.h2.max_pending_resets = parse_int(ctx.single("<number>")?, 1, 1_000_000)? as u32;
+    Ok(())
+}
+
+/// `tune.h2.fe.max-error-resets <number>` (1-1000000, default 1024).
+pub(crate) fn max_error_resets(ctx: &mut Ctx, g: &mut Global) -> R {
+    g.h2.max_error_resets = parse_int(ctx.single("<number>")?, 1, 1_000_000)? as u32;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{parse_str, H2Tune};
+
+    fn global(lines: &str) -> Result<H2Tune, String> {
+        parse_str("t.cfg", &format!("global\n{lines}"))
+            .map(|l| l.config.global.h2)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_when_absent() {
+        assert_eq!(global("").unwrap(), H2Tune::default());
+        assert_eq!(H2Tune::default().max_concurrent_streams, 100);
+        assert_eq!(H2Tune::default().initial_window_size, 1 << 20);
+    }
+
+    #[test]
+    fn values_and_sizes() {
+        let t = global(
+            "    tune.h2.max-concurrent-streams 50\n    tune.h2.initial-window-size 256k\n\
+             tune.h2.max-frame-size 16384\n    tune.h2.max-header-list-size 32k\n\
+             tune.h2.fe.max-pending-resets 10\n    tune.h2.fe.max-error-resets 100\n\
+             tune.h2.header-table-size 4096\n",
+        )
+        .unwrap();
+        assert_eq!(t.max_concurrent_streams, 50);
+        assert_eq!(t.initial_window_size, 256 << 10);
+        assert_eq!(t.max_frame_size, 16384);
+        assert_eq!(t.max_header_list_size, 32 << 10);
+        assert_eq!(t.max_pending_resets, 10);
+        assert_eq!(t.max_error_resets, 100);
+    }
+
+    #[test]
+    fn out_of_range_is_an_error() {
+        for bad in [
+            "tune.h2.max-concurrent-streams 0",
+            "tune.h2.max-concurrent-streams 70000",
+            "tune.h2.max-frame-size 1k",
+            "tune.h2.max-frame-size 16m",
+            "tune.h2.initial-window-size 2g",
+            "tune.h2.max-header-list-size 100",
+            "tune.h2.fe.max-pending-resets 0",
+            "tune.h2.header-table-size 1m",
+            "tune.h2.max-concurrent-streams",
+            "tune.h2.max-concurrent-streams 10 20",
+        ] {
+            let e = global(&format!("    {bad}\n")).expect_err(bad);
+            assert!(e.contains(bad.split(' ').next().unwrap()), "{bad}: {e}");
+        }
+    }
+}

@@ -1,0 +1,737 @@
+//! HTTP/2 and connection hardening (docs/hardening.md): scripted abusive
+//! clients (raw HTTP/2 frames over TCP, or the `h2` crate) against an
+//! in-process weir, each while a well-behaved tonic client keeps making
+//! calls on its own connection. Every test checks that the good client saw
+//! no failure and that the process RSS grew by less than [`RSS_BOUND_KIB`].
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
+use weir_echo::pb::EchoRequest;
+
+/// How much the process RSS may grow during one attack.
+const RSS_BOUND_KIB: u64 = 64 * 1024;
+
+/// The tests measure the RSS of the whole process: one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+// ------------------------------------------------------------ harness
+
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// weir's log lines (at info and above), for the whole test binary.
+fn logs() -> &'static Arc<Mutex<Vec<u8>>> {
+    static LOGS: std::sync::OnceLock<Arc<Mutex<Vec<u8>>>> = std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let writer = LogWriter(buf.clone());
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_max_level(tracing::Level::INFO)
+            .with_ansi(false)
+            .without_time()
+            .finish();
+        let _ = tracing::subscriber::set_global_default(subscriber);
+        buf
+    })
+}
+
+#[derive(Clone)]
+struct LogWriter(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Waits for a log line containing `what` and `peer`, and returns it.
+async fn logged(what: &str, peer: SocketAddr) -> String {
+    let peer = peer.to_string();
+    let find = || {
+        let text = String::from_utf8_lossy(&logs().lock().unwrap()).into_owned();
+        text.lines()
+            .find(|l| l.contains(what) && l.contains(&peer))
+            .map(str::to_owned)
+    };
+    wait_for(5, &format!("a log line with '{what}' for {peer}"), || {
+        find().is_some()
+    })
+    .await;
+    find().unwrap()
+}
+
+/// A proxy with `global` lines, frontend `fe` and one echo server.
+async fn setup(global: &str, defaults: &str) -> (weir::proxy::Running, weir_echo::EchoHandle) {
+    logs();
+    let mut servers = echo_servers(1).await;
+    let server = servers.remove(0);
+    let text = format!(
+        "global\n{global}defaults\n    mode http\n    timeout connect 2s\n    timeout client 30s\n\
+         timeout server 30s\n    timeout http-request 500ms\n{defaults}\
+         frontend fe\n    bind 127.0.0.1:0\n    default_backend be\n\
+         backend be\n    server s1 {} proto h2\n",
+        server.addr
+    );
+    (start_proxy(&text).await, server)
+}
+
+/// A well-behaved tonic client on its own connection, calling in a loop.
+struct Good {
+    ok: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+    first_error: Arc<Mutex<Option<String>>>,
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn good_client(addr: SocketAddr) -> Good {
+    let mut client = echo_client(addr).await;
+    let ok = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let first_error = Arc::new(Mutex::new(None));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (o, f, e, s) = (
+        ok.clone(),
+        failed.clone(),
+        first_error.clone(),
+        stop.clone(),
+    );
+    let task = tokio::spawn(async move {
+        while !s.load(Ordering::Relaxed) {
+            let req = EchoRequest {
+                payload: Bytes::from_static(b"hello"),
+                ..Default::default()
+            };
+            match tokio::time::timeout(Duration::from_secs(5), client.unary(req)).await {
+                Ok(Ok(r)) if r.get_ref().payload[..] == b"hello"[..] => {
+                    o.fetch_add(1, Ordering::Relaxed);
+                }
+                other => {
+                    f.fetch_add(1, Ordering::Relaxed);
+                    e.lock().unwrap().get_or_insert(format!("{other:?}"));
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    });
+    // At least one call before the attack starts.
+    wait_for(10, "first good call", || ok.load(Ordering::Relaxed) > 0).await;
+    Good {
+        ok,
+        failed,
+        first_error,
+        stop,
+        task,
+    }
+}
+
+impl Good {
+    /// Stops the loop and checks it saw no failure; returns the calls made.
+    async fn finish(self, what: &str) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.expect("good client task");
+        let (ok, failed) = (
+            self.ok.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        );
+        assert_eq!(
+            failed,
+            0,
+            "{what}: good client failed {failed} of {} calls, first: {:?}",
+            ok + failed,
+            self.first_error.lock().unwrap()
+        );
+        assert!(ok > 0, "{what}: good client made no call");
+        ok
+    }
+}
+
+fn check_rss(what: &str, before: u64) {
+    let after = rss_kib();
+    let grew = after.saturating_sub(before);
+    eprintln!("{what}: RSS {before} kB -> {after} kB (+{grew} kB)");
+    assert!(
+        grew < RSS_BOUND_KIB,
+        "{what}: RSS grew by {grew} kB (bound {RSS_BOUND_KIB} kB)"
+    );
+}
+
+// ------------------------------------------------------------ raw frames
+
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+const HEADERS: u8 = 0x1;
+const RST_STREAM: u8 = 0x3;
+const SETTINGS: u8 = 0x4;
+const PING: u8 = 0x6;
+const GOAWAY: u8 = 0x7;
+const WINDOW_UPDATE: u8 = 0x8;
+const CONTINUATION: u8 = 0x9;
+const END_STREAM: u8 = 0x1;
+const ACK: u8 = 0x1;
+const END_HEADERS: u8 = 0x4;
+
+const CANCEL: u32 = 0x8;
+const REFUSED_STREAM: u32 = 0x7;
+const ENHANCE_YOUR_CALM: u32 = 0xb;
+
+fn frame(buf: &mut Vec<u8>, ty: u8, flags: u8, stream: u32, payload: &[u8]) {
+    let len = payload.len();
+    assert!(len < 1 << 24);
+    buf.extend_from_slice(&[(len >> 16) as u8, (len >> 8) as u8, len as u8, ty, flags]);
+    buf.extend_from_slice(&(stream & 0x7fff_ffff).to_be_bytes());
+    buf.extend_from_slice(payload);
+}
+
+/// HPACK for `GET / http`, `:authority: weir` (no dynamic-table entries).
+fn get_block() -> Vec<u8> {
+    vec![0x82, 0x86, 0x84, 0x01, 4, b'w', b'e', b'i', b'r']
+}
+
+/// An HPACK integer with an `n`-bit prefix, first byte ORed with `first`.
+fn hpack_int(out: &mut Vec<u8>, first: u8, n: u32, mut v: usize) {
+    let max = (1usize << n) - 1;
+    if v < max {
+        out.push(first | v as u8);
+        return;
+    }
+    out.push(first | max as u8);
+    v -= max;
+    while v >= 128 {
+        out.push((v % 128 + 128) as u8);
+        v /= 128;
+    }
+    out.push(v as u8);
+}
+
+/// A literal header field without indexing, new name.
+fn literal(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.push(0x00);
+    hpack_int(out, 0, 7, name.len());
+    out.extend_from_slice(name);
+    hpack_int(out, 0, 7, value.len());
+    out.extend_from_slice(value);
+}
+
+/// What the server sent on a raw connection.
+#[derive(Default, Debug)]
+struct Seen {
+    goaway: Option<u32>,
+    /// (stream, error code) of each RST_STREAM.
+    rst: Vec<(u32, u32)>,
+    /// Streams that got response HEADERS.
+    headers: Vec<u32>,
+    /// The first header block of each stream.
+    blocks: HashMap<u32, Vec<u8>>,
+    ping_acks: u64,
+    settings_acks: u64,
+    closed: bool,
+}
+
+impl Seen {
+    fn rst_with(&self, code: u32) -> usize {
+        self.rst.iter().filter(|(_, c)| *c == code).count()
+    }
+}
+
+struct Raw {
+    w: OwnedWriteHalf,
+    /// Our end of the connection (the peer in weir's logs).
+    local: SocketAddr,
+    seen: Arc<Mutex<Seen>>,
+}
+
+impl Raw {
+    /// Connects, sends the preface and SETTINGS (large windows, so that
+    /// responses never wait for us), acknowledges the server's SETTINGS and
+    /// reads everything else in the background.
+    async fn connect(addr: SocketAddr) -> Raw {
+        let s = TcpStream::connect(addr).await.expect("connect");
+        s.set_nodelay(true).unwrap();
+        let local = s.local_addr().unwrap();
+        let (r, mut w) = s.into_split();
+        let mut r = BufReader::new(r);
+        let mut buf = PREFACE.to_vec();
+        let mut settings = Vec::new();
+        settings.extend_from_slice(&4u16.to_be_bytes()); // INITIAL_WINDOW_SIZE
+        settings.extend_from_slice(&(1u32 << 30).to_be_bytes());
+        frame(&mut buf, SETTINGS, 0, 0, &settings);
+        frame(&mut buf, WINDOW_UPDATE, 0, 0, &(1u32 << 30).to_be_bytes());
+        w.write_all(&buf).await.expect("preface");
+        let (ty, flags, _, _) = read_frame(&mut r).await.expect("server SETTINGS");
+        assert_eq!((ty, flags & ACK), (SETTINGS, 0), "first frame is SETTINGS");
+        let mut ack = Vec::new();
+        frame(&mut ack, SETTINGS, ACK, 0, &[]);
+        w.write_all(&ack).await.expect("SETTINGS ACK");
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let s2 = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((ty, flags, stream, payload)) = read_frame(&mut r).await else {
+                    s2.lock().unwrap().closed = true;
+                    return;
+                };
+                let mut s = s2.lock().unwrap();
+                let code = |off: usize| {
+                    payload
+                        .get(off..off + 4)
+                        .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+                };
+                match ty {
+                    GOAWAY => s.goaway = Some(code(4)),
+                    RST_STREAM => s.rst.push((stream, code(0))),
+                    HEADERS => {
+                        s.headers.push(stream);
+                        s.blocks.entry(stream).or_insert(payload);
+                    }
+                    PING if flags & ACK != 0 => s.ping_acks += 1,
+                    SETTINGS if flags & ACK != 0 => s.settings_acks += 1,
+                    _ => {}
+                }
+            }
+        });
+        Raw { w, local, seen }
+    }
+
+    /// Writes `buf`; false once the server has closed the connection.
+    async fn send(&mut self, buf: &[u8]) -> bool {
+        self.w.write_all(buf).await.is_ok()
+    }
+
+    async fn wait(&self, secs: u64, what: &str, cond: impl Fn(&Seen) -> bool) {
+        let seen = self.seen.clone();
+        wait_for(secs, what, move || cond(&seen.lock().unwrap())).await;
+    }
+}
+
+async fn read_frame<R: tokio::io::AsyncRead + Unpin>(
+    r: &mut R,
+) -> std::io::Result<(u8, u8, u32, Vec<u8>)> {
+    let mut h = [0u8; 9];
+    r.read_exact(&mut h).await?;
+    let len = (usize::from(h[0]) << 16) | (usize::from(h[1]) << 8) | usize::from(h[2]);
+    let stream = u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff;
+    let mut payload = vec![0; len];
+    r.read_exact(&mut payload).await?;
+    Ok((h[3], h[4], stream, payload))
+}
+
+// ------------------------------------------------------------ attacks
+
+/// (a) Rapid reset (CVE-2023-44487): HEADERS + RST_STREAM(CANCEL) pairs in a
+/// tight loop. Streams reset before weir took them up count against
+/// `tune.h2.fe.max-pending-resets` (20): the connection gets GOAWAY
+/// ENHANCE_YOUR_CALM long before the 20k pairs are through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rapid_reset_gets_goaway_enhance_your_calm() {
+    let _serial = SERIAL.lock().await;
+    let (proxy, _server) = setup("", "").await;
+    let addr = fe_addr(&proxy);
+    let good = good_client(addr).await;
+    let rss = rss_kib();
+    let t = Instant::now();
+    let mut raw = Raw::connect(addr).await;
+    let mut sent = 0u32;
+    'outer: for batch in 0..20u32 {
+        let mut buf = Vec::new();
+        for i in 0..1000u32 {
+            let id = 2 * (batch * 1000 + i) + 1;
+            frame(
+                &mut buf,
+                HEADERS,
+                END_HEADERS | END_STREAM,
+                id,
+                &get_block(),
+            );
+            frame(&mut buf, RST_STREAM, 0, id, &CANCEL.to_be_bytes());
+        }
+        if !raw.send(&buf).await {
+            break 'outer;
+        }
+        sent += 1000;
+    }
+    raw.wait(10, "connection cut", |s| s.closed).await;
+    let goaway = raw.seen.lock().unwrap().goaway;
+    eprintln!(
+        "rapid reset: {sent} pairs written, cut after {:?}",
+        t.elapsed()
+    );
+    assert_eq!(goaway, Some(ENHANCE_YOUR_CALM), "GOAWAY code");
+    let line = logged("client connection closed: too many resets", raw.local).await;
+    eprintln!("logged: {line}");
+    assert!(
+        line.contains("WARN") && line.contains("ENHANCE_YOUR_CALM"),
+        "{line}"
+    );
+    good.finish("rapid reset").await;
+    check_rss("rapid reset", rss);
+}
+
+/// (a') Ordinary cancellations (a call cancelled after weir took it up),
+/// a few hundred on one connection, are not punished.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn modest_cancellations_are_not_punished() {
+    let _serial = SERIAL.lock().await;
+    let (proxy, _server) = setup("", "").await;
+    let addr = fe_addr(&proxy);
+    let good = good_client(addr).await;
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (mut client, conn) = h2::client::handshake(tcp).await.expect("h2 handshake");
+    let conn = tokio::spawn(conn);
+    let req = || {
+        http::Request::post(format!("http://{addr}/weir.echo.Echo/Unary"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(())
+            .unwrap()
+    };
+    for _ in 0..300 {
+        client = client.ready().await.expect("connection still usable");
+        let (_resp, mut body) = client.send_request(req(), false).expect("stream opens");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        body.send_reset(h2::Reason::CANCEL);
+    }
+    // The same connection still serves a whole call.
+    client = client.ready().await.expect("connection still usable");
+    let (resp, mut body) = client.send_request(req(), false).unwrap();
+    // An empty EchoRequest message.
+    body.send_data(Bytes::from_static(&[0, 0, 0, 0, 0]), true)
+        .unwrap();
+    let resp = within(10, resp)
+        .await
+        .expect("response on the same connection");
+    assert_eq!(resp.status(), 200);
+    assert!(!conn.is_finished(), "connection was not cut");
+    good.finish("modest cancellations").await;
+}
+
+/// (b) CONTINUATION flood: HEADERS without END_HEADERS, then endless
+/// CONTINUATION frames. h2 caps the frames of one header block and sends
+/// GOAWAY ENHANCE_YOUR_CALM; memory stays bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn continuation_flood_is_cut() {
+    let _serial = SERIAL.lock().await;
+    let (proxy, _server) = setup("", "").await;
+    let addr = fe_addr(&proxy);
+    let good = good_client(addr).await;
+    let rss = rss_kib();
+    let mut raw = Raw::connect(addr).await;
+    let mut buf = Vec::new();
+    frame(&mut buf, HEADERS, END_STREAM, 1, &get_block());
+    assert!(raw.send(&buf).await);
+    let chunk = vec![0u8; 16000];
+    let mut one = Vec::new();
+    frame(&mut one, CONTINUATION, 0, 1, &chunk);
+    let batch: Vec<u8> = one.repeat(64);
+    let mut sent = 0usize;
+    // At most ~1 GiB; the server cuts long before.
+    for _ in 0..1000 {
+        if !raw.send(&batch).await || raw.seen.lock().unwrap().closed {
+            break;
+        }
+        sent += 64;
+    }
+    raw.wait(10, "connection cut", |s| s.closed).await;
+    let goaway = raw.seen.lock().unwrap().goaway;
+    eprintln!("continuation flood: {sent} frames written before the cut, GOAWAY {goaway:?}");
+    assert!(sent < 64_000, "cut before the end of the flood");
+    assert_eq!(goaway, Some(ENHANCE_YOUR_CALM), "GOAWAY code");
+    let line = logged("client connection closed: too many resets", raw.local).await;
+    eprintln!("logged: {line}");
+    good.finish("continuation flood").await;
+    check_rss("continuation flood", rss);
+}
+
+/// (c) Streams opened at once beyond `tune.h2.max-concurrent-streams`
+/// (here 50) are refused (REFUSED_STREAM) and count against
+/// `tune.h2.fe.max-error-resets` (1024): 500 at once keep the connection
+/// (the first 50 are answered); 10k at once get GOAWAY ENHANCE_YOUR_CALM
+/// after 1024 refusals. The good client, on its own connection, is not
+/// affected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn streams_beyond_max_concurrent_are_refused() {
+    let _serial = SERIAL.lock().await;
+    let (proxy, _server) = setup("    tune.h2.max-concurrent-streams 50\n", "").await;
+    let addr = fe_addr(&proxy);
+    let good = good_client(addr).await;
+    let rss = rss_kib();
+    for (n, cut) in [(500u32, false), (10_000, true)] {
+        let mut raw = Raw::connect(addr).await;
+        let mut buf = Vec::new();
+        for i in 0..n {
+            frame(
+                &mut buf,
+                HEADERS,
+                END_HEADERS | END_STREAM,
+                2 * i + 1,
+                &get_block(),
+            );
+        }
+        let _ = raw.send(&buf).await;
+        raw.wait(20, "every stream answered or the connection cut", |s| {
+            s.closed || s.headers.len() + s.rst_with(REFUSED_STREAM) >= n as usize
+        })
+        .await;
+        let s = raw.seen.lock().unwrap();
+        eprintln!(
+            "{n} streams: {} answered, {} refused, GOAWAY {:?}, closed {}",
+            s.headers.len(),
+            s.rst_with(REFUSED_STREAM),
+            s.goaway,
+            s.closed
+        );
+        assert!(s.rst_with(REFUSED_STREAM) > 0, "excess streams refused");
+        if cut {
+            assert_eq!(s.rst_with(REFUSED_STREAM), 1024, "refusals before the cut");
+            assert_eq!(s.goaway, Some(ENHANCE_YOUR_CALM), "GOAWAY code");
+        } else {
+            assert!(s.headers.len() >= 50, "streams within the limit answered");
+            assert!(s.goaway.is_none() && !s.closed, "connection kept");
+        }
+    }
+    good.finish("10k streams").await;
+    check_rss("10k streams", rss);
+}
+
+/// (d) Header bomb: a header list over `tune.h2.max-header-list-size`
+/// (here 16k) in one HEADERS frame: that stream gets a 431 response
+/// without reaching a server; the next stream on the same connection is
+/// served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn header_bomb_is_refused() {
+    let _serial = SERIAL.lock().await;
+    let (proxy, _server) = setup("    tune.h2.max-header-list-size 16k\n", "").await;
+    let addr = fe_addr(&proxy);
+    let good = good_client(addr).await;
+    let rss = rss_kib();
+    let mut raw = Raw::connect(addr).await;
+    let mut block = get_block();
+    literal(&mut block, b"x-bomb", &vec![b'a'; 40 << 10]);
+    let mut buf = Vec::new();
+    frame(&mut buf, HEADERS, END_HEADERS | END_STREAM, 1, &block);
+    frame(&mut buf, HEADERS, END_HEADERS | END_STREAM, 3, &get_block());
+    assert!(raw.send(&buf).await);
+    raw.wait(10, "stream 3 answered", |s| {
+        s.headers.contains(&3) || s.closed
+    })
+    .await;
+    {
+        let s = raw.seen.lock().unwrap();
+        eprintln!("header bomb: {s:?}");
+        assert!(!s.closed && s.goaway.is_none(), "connection kept");
+        let block = s.blocks.get(&1).expect("stream 1 answered");
+        assert!(is_status_431(block), "stream 1 answered 431: {block:?}");
+        assert!(!is_status_431(&s.blocks[&3]), "stream 3 served");
+    }
+    good.finish("header bomb").await;
+    check_rss("header bomb", rss);
+}
+
+/// Whether an HPACK block starts with `:status: 431` (a literal with the
+/// static name `:status`, plain or Huffman-coded).
+fn is_status_431(block: &[u8]) -> bool {
+    let [first, len, value @ ..] = block else {
+        return false;
+    };
+    first & 0x0f == 8
+        && first & 0x80 == 0
+        && (*len == 3 && value.starts_with(b"431")
+            || *len == 0x83 && value.starts_with(&[0x69, 0x90, 0xff]))
+}
+
+/// (d') A header bomb spread over CONTINUATION frames (100 KiB with a 16k
+/// limit): more frames than the limit can need, so the connection gets
+/// GOAWAY ENHANCE_YOUR_CALM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn header_bomb_over_continuations_is_cut() {
+    let _serial = SERIAL.lock().await;
+    let (proxy, _server) = setup("    tune.h2.max-header-list-size 16k\n", "").await;
+    let addr = fe_addr(&proxy);
+    let good = good_client(addr).await;
+    let rss = rss_kib();
+    let mut raw = Raw::connect(addr).await;
+    let mut block = get_block();
+    literal(&mut block, b"x-bomb", &vec![b'a'; 100 << 10]);
+    let mut buf = Vec::new();
+    let chunks: Vec<&[u8]> = block.chunks(8000).collect();
+    for (i, c) in chunks.iter().enumerate() {
+        let last = i + 1 == chunks.len();
+        let flags = if last { END_HEADERS } else { 0 };
+        if i == 0 {
+            frame(&mut buf, HEADERS, flags | END_STREAM, 1, c);
+        } else {
+            frame(&mut buf, CONTINUATION, flags, 1, c);
+        }
+    }
+    let _ = raw.send(&buf).await;
+    raw.wait(10, "connection cut", |s| s.closed).await;
+    let goaway = raw.seen.lock().unwrap().goaway;
+    eprintln!("header bomb over CONTINUATION: GOAWAY {goaway:?}");
+    assert_eq!(goaway, Some(ENHANCE_YOUR_CALM), "GOAWAY code");
+    good.finish("header bomb over CONTINUATION").await;
+    check_rss("header bomb over CONTINUATION", rss);
+}
+
+/// (e) Slowloris on HTTP/1.1: request headers dribbled one byte per 100 ms
+/// get the connection closed at `timeout http-request` (500 ms here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn slowloris_http1_is_closed_at_timeout_http_request() {
+    let _serial = SERIAL.lock().await;
+    let (proxy, _server) = setup("", "").await;
+    let addr = fe_addr(&proxy);
+    let good = good_client(addr).await;
+    let t = Instant::now();
+    let closed = dribble(addr, b"GET / HTTP/1.1\r\nHost: weir\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n").await;
+    let took = t.elapsed();
+    eprintln!("slowloris http/1.1: closed after {took:?}");
+    assert!(closed, "connection closed before the headers were complete");
+    assert!(
+        took < Duration::from_secs(3),
+        "closed at timeout http-request: {took:?}"
+    );
+    good.finish("slowloris").await;
+}
+
+/// (e') The same with the HTTP/2 preface dribbled: weir cannot tell the
+/// protocol yet, so `timeout http-request` does not apply; the connection
+/// is closed as idle at `timeout client` (1 s here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn slowloris_h2_preface_is_closed_at_timeout_client() {
+    let _serial = SERIAL.lock().await;
+    let (proxy, _server) = setup("", "    timeout client 1s\n").await;
+    let addr = fe_addr(&proxy);
+    let good = good_client(addr).await;
+    let t = Instant::now();
+    let closed = dribble(addr, &PREFACE.repeat(3)).await;
+    let took = t.elapsed();
+    eprintln!("slowloris h2 preface: closed after {took:?}");
+    assert!(closed, "connection closed before the preface was complete");
+    assert!(
+        took < Duration::from_secs(4),
+        "closed at timeout client: {took:?}"
+    );
+    good.finish("slowloris preface").await;
+}
+
+/// Writes `bytes` one per 100 ms; true if the server closed the connection
+/// before all were written.
+async fn dribble(addr: SocketAddr, bytes: &[u8]) -> bool {
+    let s = TcpStream::connect(addr).await.unwrap();
+    let (mut r, mut w) = s.into_split();
+    let eof = Arc::new(AtomicBool::new(false));
+    let e2 = eof.clone();
+    tokio::spawn(async move {
+        let mut sink = [0u8; 1024];
+        while matches!(r.read(&mut sink).await, Ok(n) if n > 0) {}
+        e2.store(true, Ordering::Relaxed);
+    });
+    for b in bytes {
+        if eof.load(Ordering::Relaxed) || w.write_all(&[*b]).await.is_err() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// (f) PING flood: 100k PINGs. h2 answers each (one pending PONG at a
+/// time, so it stops reading while it cannot write them): the connection
+/// survives and memory stays bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ping_flood_is_bounded() {
+    let _serial = SERIAL.lock().await;
+    let (proxy, _server) = setup("", "").await;
+    let addr = fe_addr(&proxy);
+    let good = good_client(addr).await;
+    let rss = rss_kib();
+    let mut raw = Raw::connect(addr).await;
+    let mut one = Vec::new();
+    frame(&mut one, PING, 0, 0, &[1, 2, 3, 4, 5, 6, 7, 8]);
+    let batch = one.repeat(1000);
+    let mut sent = 0u64;
+    for _ in 0..100 {
+        if !raw.send(&batch).await {
+            break;
+        }
+        sent += 1000;
+    }
+    let mut buf = Vec::new();
+    frame(&mut buf, HEADERS, END_HEADERS | END_STREAM, 1, &get_block());
+    let _ = raw.send(&buf).await;
+    raw.wait(
+        20,
+        "request after the flood answered, or the connection cut",
+        |s| s.closed || s.headers.contains(&1),
+    )
+    .await;
+    {
+        let s = raw.seen.lock().unwrap();
+        eprintln!(
+            "ping flood: {sent} sent, {} acked, GOAWAY {:?}, closed {}",
+            s.ping_acks, s.goaway, s.closed
+        );
+    }
+    good.finish("ping flood").await;
+    check_rss("ping flood", rss);
+}
+
+/// (f') SETTINGS flood: 100k empty SETTINGS frames, each to be
+/// acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn settings_flood_is_bounded() {
+    let _serial = SERIAL.lock().await;
+    let (proxy, _server) = setup("", "").await;
+    let addr = fe_addr(&proxy);
+    let good = good_client(addr).await;
+    let rss = rss_kib();
+    let mut raw = Raw::connect(addr).await;
+    let mut one = Vec::new();
+    frame(&mut one, SETTINGS, 0, 0, &[]);
+    let batch = one.repeat(1000);
+    let mut sent = 0u64;
+    for _ in 0..100 {
+        if !raw.send(&batch).await {
+            break;
+        }
+        sent += 1000;
+    }
+    let mut buf = Vec::new();
+    frame(&mut buf, HEADERS, END_HEADERS | END_STREAM, 1, &get_block());
+    let _ = raw.send(&buf).await;
+    raw.wait(
+        20,
+        "request after the flood answered, or the connection cut",
+        |s| s.closed || s.headers.contains(&1),
+    )
+    .await;
+    {
+        let s = raw.seen.lock().unwrap();
+        eprintln!(
+            "settings flood: {sent} sent, {} acked, GOAWAY {:?}, closed {}",
+            s.settings_acks, s.goaway, s.closed
+        );
+    }
+    good.finish("settings flood").await;
+    check_rss("settings flood", rss);
+}
