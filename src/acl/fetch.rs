@@ -79,6 +79,7 @@ pub(crate) enum Fetch {
     BeName,
     Date(i64),
     Grpc,
+    GrpcPathValid,
     GrpcService,
     GrpcMethod,
     Status,
@@ -131,6 +132,7 @@ pub(crate) const NAMES: &[&str] = &[
     "req.fhdr",
     "req.fhdr_cnt",
     "req.grpc",
+    "req.grpc_path_valid",
     "req.hdr",
     "req.hdr_cnt",
     "req.hdr_ip",
@@ -455,6 +457,10 @@ fn build_known(name: &'static str, args: &[String]) -> Result<Built, String> {
             a(name, 0, 0)?;
             req(Fetch::Grpc, Kind::Bool)
         }
+        "req.grpc_path_valid" => {
+            a(name, 0, 0)?;
+            req(Fetch::GrpcPathValid, Kind::Bool)
+        }
         "grpc.service" => {
             a(name, 0, 0)?;
             req(Fetch::GrpcService, Kind::Str)
@@ -760,6 +766,10 @@ impl Fetch {
                 Sample::Int(i64::try_from(now).unwrap_or(i64::MAX).saturating_add(*off))
             }
             Fetch::Grpc => Sample::Bool(is_grpc(input.headers)),
+            Fetch::GrpcPathValid => Sample::Bool(
+                input.uri.query().is_none()
+                    && crate::observe::stats::split_path(input.uri.path()).is_some(),
+            ),
             Fetch::GrpcService => borrowed(grpc_parts(input.uri.path())?.0),
             Fetch::GrpcMethod => borrowed(grpc_parts(input.uri.path())?.1),
             Fetch::Status => Sample::Int(i64::from(input.res?.status)),

@@ -272,8 +272,14 @@ fn fetch_grpc() {
     }
     let r = h2("/a.B/C", &[]);
     assert_eq!(ev("req.grpc", &input(&r)), s("0"));
+    assert_eq!(ev("req.grpc_path_valid", &i), s("1"));
+    for bad in ["/a%20b/c", "/%2e%2e/m", "/a.B/C?x=1"] {
+        let r = h2(bad, &[]);
+        assert_eq!(ev("req.grpc_path_valid", &input(&r)), s("0"), "{bad}");
+    }
     for bad in ["/", "/svc", "/svc/", "//m", "/a/b/c", "/svc/m/"] {
         let r = h2(bad, &[]);
+        assert_eq!(ev("req.grpc_path_valid", &input(&r)), s("0"), "{bad}");
         assert_eq!(ev("grpc.service", &input(&r)), None, "{bad}");
         assert_eq!(ev("grpc.method", &input(&r)), None, "{bad}");
     }
