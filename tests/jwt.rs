@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 
@@ -17,10 +16,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
-use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::Channel;
-use tonic::{Code, Request as GrpcRequest};
-use weir_echo::pb::{EchoReply, EchoRequest};
+use tonic::Code;
 
 use common::*;
 
@@ -56,32 +53,6 @@ async fn header_echo_backend() -> SocketAddr {
         }
     });
     addr
-}
-
-/// A unary call on `path` with the given metadata; the response metadata or
-/// the status.
-async fn call(
-    ch: &Channel,
-    path: &'static str,
-    md: &[(&'static str, String)],
-) -> Result<HashMap<String, String>, tonic::Status> {
-    let mut grpc = tonic::client::Grpc::new(ch.clone());
-    grpc.ready().await.expect("channel ready");
-    let mut req = GrpcRequest::new(EchoRequest::default());
-    for (k, v) in md {
-        req.metadata_mut().insert(*k, v.parse().expect("ascii"));
-    }
-    let codec = tonic_prost::ProstCodec::<EchoRequest, EchoReply>::default();
-    let resp = grpc
-        .unary(req, PathAndQuery::from_static(path), codec)
-        .await?;
-    Ok(resp
-        .metadata()
-        .clone()
-        .into_headers()
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
-        .collect())
 }
 
 const ECHO: &str = "/weir.echo.Echo/Unary";
@@ -167,7 +138,7 @@ fn bearer(t: &str) -> Vec<(&'static str, String)> {
 }
 
 async fn code(ch: &Channel, path: &'static str, md: &[(&'static str, String)]) -> Code {
-    match call(ch, path, md).await {
+    match grpc_call(ch, path, md).await {
         Ok(_) => Code::Ok,
         Err(s) => s.code(),
     }
@@ -179,12 +150,12 @@ async fn valid_token_passes_with_the_tokens_identity() {
     let mut md = bearer(&rs256(&claims()));
     // a spoofed identity header is dropped before the token's is set
     md.push(("x-caller-sub", "mallory".to_string()));
-    let seen = call(&p.jwt, ECHO, &md).await.expect("call passes");
+    let seen = grpc_call(&p.jwt, ECHO, &md).await.expect("call passes");
     assert_eq!(seen["seen-x-caller-sub"], "alice");
     // an array audience works too; another service needs no echo scope
     let c = with(claims(), "aud", json!(["other", "weir-grpc"]));
     let c = with(c, "scope", json!("read"));
-    let seen = call(&p.jwt, OTHER, &bearer(&rs256(&c)))
+    let seen = grpc_call(&p.jwt, OTHER, &bearer(&rs256(&c)))
         .await
         .expect("call passes");
     assert_eq!(seen["seen-x-caller-sub"], "alice");
@@ -304,7 +275,7 @@ async fn invalid_tokens_are_unauthenticated() {
 #[tokio::test]
 async fn jwks_picks_the_key_by_kid() {
     let p = example().await;
-    let seen = call(
+    let seen = grpc_call(
         &p.jwks,
         ECHO,
         &bearer(&rs256_kid(&claims(), "weir-example-1")),

@@ -16,10 +16,8 @@ use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::UdpSocket;
-use tonic::codegen::http::uri::PathAndQuery;
-use tonic::transport::Channel;
 use tonic::{Code, Request as GrpcRequest};
-use weir_echo::pb::{EchoReply, EchoRequest};
+use weir_echo::pb::EchoRequest;
 
 use common::*;
 
@@ -104,31 +102,8 @@ impl LogSink {
     }
 }
 
-/// A gRPC call with the echo messages on any path; returns the response
-/// metadata as a map, or the status.
-async fn call(
-    ch: &Channel,
-    path: &'static str,
-    md: &[(&'static str, &'static str)],
-) -> Result<HashMap<String, String>, tonic::Status> {
-    let mut grpc = tonic::client::Grpc::new(ch.clone());
-    grpc.ready().await.expect("channel ready");
-    let mut req = GrpcRequest::new(EchoRequest::default());
-    for (k, v) in md {
-        req.metadata_mut().insert(*k, v.parse().expect("ascii"));
-    }
-    let codec = tonic_prost::ProstCodec::<EchoRequest, EchoReply>::default();
-    let resp = grpc
-        .unary(req, PathAndQuery::from_static(path), codec)
-        .await?;
-    Ok(resp
-        .metadata()
-        .clone()
-        .into_headers()
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
-        .collect())
-}
+/// No call metadata.
+const NO_MD: &[(&str, &str)] = &[];
 
 /// A plain HTTP/2 (prior knowledge) request; returns status, headers, body.
 async fn h2_get(
@@ -383,7 +358,7 @@ backend be_servers
     drop(names);
 
     // 4. Another service's path -> be_otherservers.
-    let md = call(
+    let md = grpc_call(
         &ch,
         "/AnotherService/SomeFunction",
         &[("mysecretpassphrase", "abc123")],
@@ -480,7 +455,7 @@ async fn deny_status_maps_to_the_grpc_code() {
         ("404", Code::Unimplemented),
         ("503", Code::Unavailable),
     ] {
-        let err = call(&ch, "/svc/M", &[("x-deny", deny)])
+        let err = grpc_call(&ch, "/svc/M", &[("x-deny", deny)])
             .await
             .expect_err("denied");
         assert_eq!(err.code(), code, "deny_status {deny}: {err:?}");
@@ -493,7 +468,7 @@ async fn deny_status_maps_to_the_grpc_code() {
         );
     }
     // Nothing denied: through to the backend.
-    let md = call(&ch, "/svc/M", &[("x-deny", "no")])
+    let md = grpc_call(&ch, "/svc/M", &[("x-deny", "no")])
         .await
         .expect("allowed");
     assert_eq!(md["x-backend"], "b");
@@ -539,32 +514,34 @@ async fn routing_by_grpc_service_method_and_dynamic_names() {
     let ch = channel(fe_addr(&proxy)).await;
     let who = |md: HashMap<String, String>| md["x-backend"].clone();
     assert_eq!(
-        who(call(&ch, "/helloworld.Greeter/SayHello", &[])
+        who(grpc_call(&ch, "/helloworld.Greeter/SayHello", NO_MD)
             .await
             .expect("ok")),
         "hello"
     );
     assert_eq!(
-        who(call(&ch, "/helloworld.Greeter/SayBye", &[])
+        who(grpc_call(&ch, "/helloworld.Greeter/SayBye", NO_MD)
             .await
             .expect("ok")),
         "greeter"
     );
     assert_eq!(
-        who(call(&ch, "/helloworld.Greeter2/X", &[]).await.expect("ok")),
+        who(grpc_call(&ch, "/helloworld.Greeter2/X", NO_MD)
+            .await
+            .expect("ok")),
         "greeter"
     );
     assert_eq!(
-        who(call(&ch, "/other.Svc/X", &[]).await.expect("ok")),
+        who(grpc_call(&ch, "/other.Svc/X", NO_MD).await.expect("ok")),
         "fallback"
     );
     assert_eq!(
-        who(call(&ch, "/other.Svc/X", &[("x-route", "BE_DYN")])
+        who(grpc_call(&ch, "/other.Svc/X", &[("x-route", "BE_DYN")])
             .await
             .expect("ok")),
         "dyn"
     );
-    let err = call(&ch, "/other.Svc/X", &[("x-route", "be_nope")])
+    let err = grpc_call(&ch, "/other.Svc/X", &[("x-route", "be_nope")])
         .await
         .expect_err("no such backend");
     assert_eq!(err.code(), Code::Unavailable);
@@ -594,7 +571,7 @@ async fn header_rules_forwardfor_and_response_rules() {
 ";
     let proxy = start_proxy(&config(log, fe, &[("be", be, "")])).await;
     let ch = channel(fe_addr(&proxy)).await;
-    let md = call(
+    let md = grpc_call(
         &ch,
         "/old/M",
         &[("x-secret", "s"), ("x-token", "Bearer abc")],
@@ -637,7 +614,9 @@ async fn return_and_allow() {
     assert_eq!(h1_get(addr, "/denied", &[]).await.0, 403);
     // A gRPC call answered by `return 404` gets UNIMPLEMENTED with the body as message.
     let ch = channel(addr).await;
-    let err = call(&ch, "/gone/M", &[]).await.expect_err("returned");
+    let err = grpc_call(&ch, "/gone/M", NO_MD)
+        .await
+        .expect_err("returned");
     assert_eq!(err.code(), Code::Unimplemented);
     assert_eq!(err.message(), "no /gone/M here");
 }
@@ -650,11 +629,11 @@ async fn backend_rules_run_after_the_frontend_chose_it() {
     let be_lines = "    http-request set-header x-be %[be_name]\n    http-request deny if { req.hdr(x-block) -m found }\n    http-response set-header x-resp be\n";
     let proxy = start_proxy(&config(log, fe, &[("be", be, be_lines)])).await;
     let ch = channel(fe_addr(&proxy)).await;
-    let md = call(&ch, "/a/b", &[]).await.expect("call");
+    let md = grpc_call(&ch, "/a/b", NO_MD).await.expect("call");
     assert_eq!(md["seen-x-from"], "fe");
     assert_eq!(md["seen-x-be"], "be");
     assert_eq!(md["x-resp"], "be");
-    let err = call(&ch, "/a/b", &[("x-block", "1")])
+    let err = grpc_call(&ch, "/a/b", &[("x-block", "1")])
         .await
         .expect_err("denied");
     assert_eq!(err.code(), Code::PermissionDenied);
@@ -727,7 +706,7 @@ async fn client_cancel_and_unreachable_server_are_in_the_termination_state() {
     assert!(line.contains(" be/be_1 "), "{line}");
     // Connection refused: SC--, 503-ish as UNAVAILABLE.
     let ch = channel(addr).await;
-    let err = call(&ch, "/dead/M", &[]).await.expect_err("refused");
+    let err = grpc_call(&ch, "/dead/M", NO_MD).await.expect_err("refused");
     assert_eq!(err.code(), Code::Unavailable);
     let line = logs.line().await;
     assert!(
@@ -745,7 +724,7 @@ async fn no_log_line_without_httplog_or_log_format() {
     let cfg = config(log, "    default_backend be\n", &[("be", be, "")])
         .replace("    option httplog\n", "");
     let proxy = start_proxy(&cfg).await;
-    call(&channel(fe_addr(&proxy)).await, "/a/b", &[])
+    grpc_call(&channel(fe_addr(&proxy)).await, "/a/b", NO_MD)
         .await
         .expect("call");
     assert!(logs.quiet(300).await);

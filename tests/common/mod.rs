@@ -285,3 +285,35 @@ pub async fn recv_text(sock: &tokio::net::UdpSocket) -> String {
     let n = within(5, sock.recv(&mut buf)).await.expect("recv");
     String::from_utf8_lossy(&buf[..n]).into_owned()
 }
+
+/// A unary gRPC call with the echo messages on any `path`, with the given
+/// request metadata; the response metadata as a map, or the status.
+pub async fn grpc_call<V: AsRef<str>>(
+    ch: &Channel,
+    path: &'static str,
+    md: &[(&'static str, V)],
+) -> Result<std::collections::HashMap<String, String>, tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(ch.clone());
+    grpc.ready().await.expect("channel ready");
+    let mut req = tonic::Request::new(weir_echo::pb::EchoRequest::default());
+    for (k, v) in md {
+        req.metadata_mut()
+            .insert(*k, v.as_ref().parse().expect("ascii"));
+    }
+    let codec =
+        tonic_prost::ProstCodec::<weir_echo::pb::EchoRequest, weir_echo::pb::EchoReply>::default();
+    let resp = grpc
+        .unary(
+            req,
+            tonic::codegen::http::uri::PathAndQuery::from_static(path),
+            codec,
+        )
+        .await?;
+    Ok(resp
+        .metadata()
+        .clone()
+        .into_headers()
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect())
+}
