@@ -120,6 +120,7 @@ pub async fn serve<S>(
             frontend: &fe.name,
             backend: None,
             tls: None,
+            track: None,
         };
         crate::http::rules::route(&fe, &parts, &env).ok()
     };

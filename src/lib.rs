@@ -38,6 +38,7 @@ pub mod listener;
 pub mod observe;
 pub mod proxy;
 pub mod runtime;
+pub mod stick;
 pub mod tls;
 
 pub use error::Error;

@@ -297,6 +297,11 @@ impl Running {
         self.snapshot.backend(name).cloned()
     }
 
+    /// The live stick table of backend `name`, if it has one.
+    pub fn table(&self, name: &str) -> Option<Arc<crate::stick::Table>> {
+        self.snapshot.table(name).cloned()
+    }
+
     /// Stops accepting, asks every connection to finish gracefully (GOAWAY
     /// for HTTP/2), and waits up to `grace` for open connections to end.
     pub async fn shutdown(mut self, grace: Duration) {

@@ -29,6 +29,8 @@ pub struct Snapshot {
     pub hard_stop: Arc<HardStop>,
     /// Counters by name, shared by every generation of the proxy.
     pub stats: Arc<Stats>,
+    /// Stick tables by backend name.
+    pub tables: Arc<crate::stick::Tables>,
 }
 
 /// The end of a proxy's `hard-stop-after`: gRPC calls still open are ended
@@ -116,6 +118,8 @@ pub struct Frontend {
     pub backend: Option<Arc<Backend>>,
     /// Every backend by name (`use_backend %[...]` looks names up here).
     pub backends: Arc<HashMap<String, Arc<Backend>>>,
+    /// Every stick table by backend name (`track-sc*`, `sc_*` fetches).
+    pub tables: Arc<crate::stick::Tables>,
     pub http_request: Vec<Rule<ReqAction>>,
     pub http_response: Vec<Rule<ResAction>>,
     pub capture_request: Vec<Capture>,
@@ -201,6 +205,23 @@ impl Snapshot {
                 .collect(),
         );
         let find = |name: &str| by_name.get(name).cloned();
+        // A table whose definition did not change keeps its entries.
+        let tables: Arc<crate::stick::Tables> = Arc::new(
+            cfg.backends
+                .iter()
+                .filter_map(|b| {
+                    let def = b.stick_table.as_ref()?;
+                    let table = previous
+                        .and_then(|p| p.tables.get(&b.name))
+                        .filter(|t| t.def == *def)
+                        .cloned()
+                        .unwrap_or_else(|| {
+                            Arc::new(crate::stick::Table::new(&b.name, def.clone()))
+                        });
+                    Some((b.name.clone(), table))
+                })
+                .collect(),
+        );
         let hard_stop: Arc<HardStop> = previous.map(|p| p.hard_stop.clone()).unwrap_or_default();
         let mut frontends = Vec::with_capacity(cfg.frontends.len());
         for f in &cfg.frontends {
@@ -239,6 +260,7 @@ impl Snapshot {
                 routes,
                 backend,
                 backends: by_name.clone(),
+                tables: tables.clone(),
                 http_request: f.http_request.clone(),
                 http_response: f.http_response.clone(),
                 capture_request: f.capture_request.clone(),
@@ -270,6 +292,7 @@ impl Snapshot {
         }
         Ok(Snapshot {
             stats,
+            tables,
             frontends,
             backends,
             global_maxconn: cfg.global.maxconn,
@@ -281,6 +304,11 @@ impl Snapshot {
                     .unwrap_or_else(|| Arc::new(Semaphore::new(n as usize)))
             }),
         })
+    }
+
+    /// The stick table of backend `name`, if it has one.
+    pub fn table(&self, name: &str) -> Option<&Arc<crate::stick::Table>> {
+        self.tables.get(name)
     }
 
     pub fn backend(&self, name: &str) -> Option<&Arc<Backend>> {

@@ -1069,6 +1069,7 @@ backend b
             backend: None,
             tls: None,
             res: None,
+            track: None,
         };
         cond.eval(&input)
     };

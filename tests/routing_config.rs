@@ -52,8 +52,8 @@ fn each_bad_line_gets_its_message() {
         ("    use_backend be if { path /x", "'use_backend' : error detected while parsing the condition: missing '}' to close the anonymous ACL"),
         ("    use_backend be if TRUE ||", "'use_backend' : error detected while parsing the condition: missing ACL after '||'"),
         ("    use_backend be extra", "'use_backend' : unexpected argument 'extra' (expected 'if' or 'unless' followed by a condition)"),
-        ("    http-request dney", "'http-request' : unknown action 'dney'; did you mean 'deny' maybe ? (expected one of allow, deny, return, set-header, add-header, del-header, replace-header, replace-value, set-path, set-query, set-uri, set-method, use-service)"),
-        ("    http-request redirect location /x", "'http-request' : 'http-request redirect' is not supported yet (weir supports allow, deny, return, set-header, add-header, del-header, replace-header, replace-value, set-path, set-query, set-uri, set-method, use-service)"),
+        ("    http-request dney", "'http-request' : unknown action 'dney'; did you mean 'deny' maybe ? (expected one of allow, deny, return, set-header, add-header, del-header, replace-header, replace-value, set-path, set-query, set-uri, set-method, use-service, track-sc0, track-sc1, track-sc2)"),
+        ("    http-request redirect location /x", "'http-request' : 'http-request redirect' is not supported yet (weir supports allow, deny, return, set-header, add-header, del-header, replace-header, replace-value, set-path, set-query, set-uri, set-method, use-service, track-sc0, track-sc1, track-sc2)"),
         ("    http-request deny deny_status 99", "'http-request' : invalid deny_status '99' (expected an HTTP status code between 200 and 599)"),
         ("    http-request deny if { status 500 }", "'http-request' : error detected while parsing the condition: fetch method 'status' extracts information from the response, which is not available here"),
         ("    http-request set-header x-a", "'http-request' : missing argument (expected 'set-header <name> <fmt>')"),
@@ -214,6 +214,7 @@ fn pattern_files_are_read_relative_to_the_config() {
             backend: None,
             tls: None,
             res: None,
+            track: None,
         })
     };
     assert!(eval("/api/x"));

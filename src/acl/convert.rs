@@ -65,6 +65,12 @@ pub(crate) enum Conv {
         expired: bool,
         leeway: i64,
     },
+    /// `table_http_req_rate(<table>)` / `table_http_req_cnt(<table>)`: the
+    /// counter of the entry whose key is the sample (0 when absent).
+    Table {
+        table: String,
+        cnt: bool,
+    },
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -112,6 +118,8 @@ pub(crate) const NAMES: &[&str] = &[
     "regsub",
     "rtrim",
     "sub",
+    "table_http_req_cnt",
+    "table_http_req_rate",
     "upper",
     "url_dec",
     "word",
@@ -134,6 +142,13 @@ fn build_known(name: &str, args: &[String]) -> Result<(Conv, Kind, Kind), String
     let i2i = |c: Conv| Ok((c, Kind::Int, Kind::Int));
     let i2b = |c: Conv| Ok((c, Kind::Int, Kind::Bool));
     match name {
+        "table_http_req_rate" | "table_http_req_cnt" => {
+            let a = a(&format!("{name}(<table>)"), 1, 1)?;
+            let table = a.nonempty(0, "the table name")?.to_string();
+            let cnt = name.ends_with("_cnt");
+            // Any key type: the table converts the sample to its own.
+            Ok((Conv::Table { table, cnt }, Kind::Str, Kind::Int))
+        }
         "lower" | "upper" | "base64" | "b64dec" | "hex" | "json" => {
             if name == "json" {
                 let a = a("json([<input-code>])", 0, 1)?;
@@ -572,8 +587,22 @@ fn url_dec(s: Cow<'_, str>, form: bool) -> Option<Cow<'_, str>> {
 }
 
 impl Conv {
+    /// Applies the converter; `input` is what table look-ups read.
+    pub(crate) fn apply_in<'a>(
+        &self,
+        s: Sample<'a>,
+        input: &super::Input<'_>,
+    ) -> Option<Sample<'a>> {
+        match self {
+            Conv::Table { table, cnt } => Some(Sample::Int(input.track?.lookup(table, &s, *cnt)?)),
+            _ => self.apply(s),
+        }
+    }
+
     pub(crate) fn apply<'a>(&self, s: Sample<'a>) -> Option<Sample<'a>> {
         Some(match self {
+            // Needs the request's tables: see `apply_in`.
+            Conv::Table { .. } => return None,
             Conv::Lower => {
                 let t = to_str(s);
                 Sample::Str(if t.bytes().any(|b| b.is_ascii_uppercase()) {

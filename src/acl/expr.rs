@@ -389,7 +389,7 @@ impl ExprInner {
     pub(crate) fn eval<'a>(&self, input: &Input<'a>) -> Option<Sample<'a>> {
         let mut s = self.fetch.eval(input)?;
         for c in &self.convs {
-            s = c.apply(s)?;
+            s = c.apply_in(s, input)?;
         }
         Some(s)
     }
@@ -407,7 +407,7 @@ impl ExprInner {
         self.fetch.each(input, &mut |s| {
             let mut s = s;
             for c in &self.convs {
-                match c.apply(s) {
+                match c.apply_in(s, input) {
                     Some(n) => s = n,
                     None => return false,
                 }

@@ -86,6 +86,12 @@ pub(crate) enum Fetch {
     GrpcStatus,
     /// `http_auth_bearer([<header>])`.
     AuthBearer(HeaderName),
+    /// `sc_http_req_rate(<ctr>[,<table>])`, `sc0_http_req_cnt([<table>])`, ...
+    Sc {
+        ctr: usize,
+        table: Option<String>,
+        cnt: bool,
+    },
 }
 
 /// A fetch compiled from its name and arguments.
@@ -147,6 +153,14 @@ pub(crate) const NAMES: &[&str] = &[
     "res.hdr_cnt",
     "res.hdr_ip",
     "res.hdr_val",
+    "sc0_http_req_cnt",
+    "sc0_http_req_rate",
+    "sc1_http_req_cnt",
+    "sc1_http_req_rate",
+    "sc2_http_req_cnt",
+    "sc2_http_req_rate",
+    "sc_http_req_cnt",
+    "sc_http_req_rate",
     "shdr",
     "shdr_cnt",
     "shdr_ip",
@@ -485,6 +499,28 @@ fn build_known(name: &'static str, args: &[String]) -> Result<Built, String> {
             };
             req(Fetch::AuthBearer(hname), Kind::Str)
         }
+        "sc_http_req_rate" | "sc_http_req_cnt" => {
+            let a = a(&format!("{name}(<ctr>[,<table>])"), 1, 2)?;
+            let ctr = match a.int(0)? {
+                Some(n @ 0..=2) => n as usize,
+                _ => {
+                    return Err(format!(
+                        "{what}: the stick counter must be 0, 1 or 2 (weir tracks sc0 to sc2)"
+                    ))
+                }
+            };
+            let table = a.str(1).filter(|s| !s.is_empty()).map(str::to_string);
+            let cnt = name.ends_with("_cnt");
+            req(Fetch::Sc { ctr, table, cnt }, Kind::Int)
+        }
+        "sc0_http_req_rate" | "sc1_http_req_rate" | "sc2_http_req_rate" | "sc0_http_req_cnt"
+        | "sc1_http_req_cnt" | "sc2_http_req_cnt" => {
+            let a = a(&format!("{name}([<table>])"), 0, 1)?;
+            let ctr = usize::from(name.as_bytes()[2] - b'0');
+            let table = a.str(0).filter(|s| !s.is_empty()).map(str::to_string);
+            let cnt = name.ends_with("_cnt");
+            req(Fetch::Sc { ctr, table, cnt }, Kind::Int)
+        }
         _ => Err(format!("unknown fetch method '{name}'")),
     }
 }
@@ -775,6 +811,14 @@ impl Fetch {
             Fetch::Status => Sample::Int(i64::from(input.res?.status)),
             Fetch::GrpcStatus => Sample::Int(i64::from(input.res?.grpc_status?)),
             Fetch::AuthBearer(name) => borrowed(bearer(input.headers.get(name)?.as_bytes())?),
+            Fetch::Sc { ctr, table, cnt } => {
+                let t = input.track?;
+                Sample::Int(if *cnt {
+                    t.http_req_cnt(*ctr, table.as_deref())?
+                } else {
+                    t.http_req_rate(*ctr, table.as_deref())?
+                })
+            }
         })
     }
 

@@ -88,6 +88,9 @@ pub struct Input<'a> {
     pub tls: Option<&'a TlsInfo>,
     /// `Some` for `http-response` rules and logs.
     pub res: Option<ResInput<'a>>,
+    /// Stick tables and the counters this request tracks (`track-sc*`,
+    /// `sc_*` fetches); `None` where there is none.
+    pub track: Option<&'a crate::stick::ReqTrack>,
 }
 
 /// One sample value.

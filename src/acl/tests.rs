@@ -35,6 +35,7 @@ fn input(r: &Request<()>) -> Input<'_> {
         backend: None,
         tls: None,
         res: None,
+        track: None,
     }
 }
 

@@ -405,7 +405,12 @@ pub(crate) static KEYWORDS: &[Keyword] = &[
     unsupported("use-server", BACKEND | LISTEN),
     unsupported("server-template", BACKEND | LISTEN),
     unsupported("cookie", BE),
-    unsupported("stick-table", FRONTEND | BACKEND | LISTEN),
+    kw(
+        "stick-table",
+        BACKEND | LISTEN,
+        "stick-table type {ip | ipv6 | integer | string [len <n>]} size <n> [expire <time>] store <data>[,<data>...]",
+        P(p::rules::stick_table),
+    ),
     unsupported("stick", BACKEND | LISTEN),
     kw(
         "http-check",

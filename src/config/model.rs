@@ -378,6 +378,13 @@ pub enum ReqAction {
     SetMethod(Arc<LineFormat>),
     /// `use-service <name>`: weir answers the request itself.
     UseService(Service),
+    /// `track-sc<ctr> <key expression> [table <backend>]` (the table
+    /// defaults to the proxy's own).
+    Track {
+        ctr: usize,
+        key: crate::acl::Expr,
+        table: String,
+    },
 }
 
 /// A service `http-request use-service` can hand a request to.
@@ -575,6 +582,8 @@ pub struct Backend {
     /// `maxqueue <n>`: how many calls may wait in the backend queue
     /// (0 or unset: no limit; see also the servers' `maxqueue`).
     pub maxqueue: Option<u32>,
+    /// `stick-table ...`
+    pub stick_table: Option<crate::stick::TableDef>,
 }
 
 /// `server <name> <addr>:<port> [proto h2] [weight N] [maxconn N] [disabled] [check]`

@@ -134,6 +134,8 @@ pub(crate) struct ProxyDraft {
     pub log_format: Option<std::sync::Arc<crate::observe::logformat::LogFormat>>,
     /// `stats enable` / `stats uri ...`: the stats page (frontend side).
     pub stats: Option<crate::config::StatsPage>,
+    /// `stick-table ...` (with the line it is on).
+    pub stick_table: Option<(crate::stick::TableDef, crate::config::Loc)>,
 }
 
 /// A proxy's `log` line: `log global` is expanded once `global` is known.

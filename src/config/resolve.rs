@@ -389,6 +389,7 @@ fn backend_of(s: &Section, global: &Global) -> Backend {
         check: d.check.finish(),
         h2_keepalive: d.h2_keepalive,
         maxqueue: d.maxqueue,
+        stick_table: d.stick_table.as_ref().map(|(t, _)| t.clone()),
         // A `listen` is one proxy: its rules run once, on the frontend side.
         http_request: if s.kind == SectionKind::Backend {
             d.http_request.clone()
@@ -560,6 +561,25 @@ fn finish(state: State, diags: &mut Diags) -> Config {
             warn(diags, &s.loc, message);
         }
         frontends.push(fe);
+    }
+    // `track-sc*` rules need their table.
+    let rules = frontends
+        .iter()
+        .flat_map(|f: &Frontend| f.http_request.iter())
+        .chain(backends.iter().flat_map(|b| b.http_request.iter()));
+    for r in rules {
+        if let super::ReqAction::Track { ctr, table, .. } = &r.action {
+            let message = match backends.iter().find(|b| b.name == *table) {
+                Some(b) if b.stick_table.is_some() => continue,
+                Some(_) => format!(
+                    "'http-request track-sc{ctr}': backend '{table}' has no stick-table"
+                ),
+                None => format!(
+                    "'http-request track-sc{ctr}': no stick-table named '{table}' (declare 'stick-table' in a backend of that name, or add 'table <backend>')"
+                ),
+            };
+            err(diags, &r.loc, message);
+        }
     }
     if frontends.is_empty() && diags.errors.is_empty() {
         let message = "no frontend or listen section: weir has nothing to listen on";

@@ -225,6 +225,7 @@ impl PendingLog {
                     frontend: &self.rec.frontend,
                     backend: Some(&self.rec.backend),
                     tls: self.tls.as_ref(),
+                    track: None,
                 };
                 let empty = HeaderMap::new();
                 let res = ResInput {

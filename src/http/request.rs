@@ -51,12 +51,14 @@ pub async fn handle(
     let (mut parts, body) = req.into_parts();
     let body = tally.count_body(body);
     let mut log = PendingLog::start(fe, conn, &parts);
+    let track = (!fe.tables.is_empty()).then(|| crate::stick::ReqTrack::new(fe.tables.clone()));
     let mut env = Env {
         src: conn.peer,
         dst: conn.local,
         frontend: &fe.name,
         backend: None,
         tls: conn.tls.as_ref(),
+        track: track.as_ref(),
     };
 
     match rules::request(&fe.http_request, &mut parts, &env, is_grpc) {

@@ -24,6 +24,8 @@ pub struct Env<'a> {
     pub frontend: &'a str,
     pub backend: Option<&'a str>,
     pub tls: Option<&'a TlsInfo>,
+    /// Stick tables and the counters this request tracks.
+    pub track: Option<&'a crate::stick::ReqTrack>,
 }
 
 impl Env<'_> {
@@ -47,6 +49,7 @@ impl Env<'_> {
             backend: self.backend,
             tls: self.tls,
             res,
+            track: self.track,
         }
     }
 
@@ -105,10 +108,37 @@ pub fn request(
             ReqAction::UseService(Service::Stats(_)) => {}
             ReqAction::UseService(s) => return Outcome::Service(s.clone()),
             ReqAction::Deny { status } => {
+                let mut response = deny(*status, is_grpc);
+                // A rate-limited call (429, RESOURCE_EXHAUSTED) is told when
+                // to come back: the tracked table's rate period, else 1 s.
+                if *status == 429 {
+                    let wait = env
+                        .track
+                        .map_or(std::time::Duration::from_secs(1), |t| t.pushback());
+                    let h = response.headers_mut();
+                    if is_grpc {
+                        h.insert(
+                            "grpc-retry-pushback-ms",
+                            HeaderValue::from(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)),
+                        );
+                    } else {
+                        h.insert(
+                            http::header::RETRY_AFTER,
+                            HeaderValue::from(wait.as_secs().max(1)),
+                        );
+                    }
+                }
                 return Outcome::Reply(Reply {
-                    response: deny(*status, is_grpc),
+                    response,
                     termination: "PR",
-                })
+                });
+            }
+            ReqAction::Track { ctr, key, table } => {
+                if let Some(t) = env.track {
+                    if let Some(k) = key.eval(&env.req_input(parts)) {
+                        t.track(*ctr, table, &k);
+                    }
+                }
             }
             ReqAction::Return(spec) => {
                 return Outcome::Reply(Reply {

@@ -1554,6 +1554,7 @@ mod tests {
             backend: None,
             tls: Some(&r.tls),
             res: None,
+            track: None,
         }
     }
 

@@ -126,6 +126,9 @@ const REQ_ACTIONS: &[&str] = &[
     "set-uri",
     "set-method",
     "use-service",
+    "track-sc0",
+    "track-sc1",
+    "track-sc2",
 ];
 
 /// HAProxy `http-request` actions weir knows but does not run yet.
@@ -155,9 +158,6 @@ const REQ_UNSUPPORTED: &[&str] = &[
     "set-var",
     "silent-drop",
     "tarpit",
-    "track-sc0",
-    "track-sc1",
-    "track-sc2",
     "unset-var",
     "wait-for-body",
     "wait-for-handshake",
@@ -331,6 +331,12 @@ pub(crate) fn http_request(ctx: &mut Ctx, p: &mut ProxyDraft) -> R {
         },
         "return" => ReqAction::Return(Box::new(return_spec(head)?)),
         "use-service" => ReqAction::UseService(super::stats::use_service(ctx, head)?),
+        "track-sc0" | "track-sc1" | "track-sc2" => track_sc(ctx, head)?,
+        a if a.starts_with("track-sc") => {
+            return Err(format!(
+                "'http-request {a}': weir has stick counters 0 to 2 (expected track-sc0, track-sc1 or track-sc2)"
+            ))
+        }
         "set-path" | "set-query" | "set-uri" | "set-method" => {
             let a = args(head, 1, &format!("{action} <fmt>"))?;
             let fmt = format(&a[0], stage)?;
@@ -359,6 +365,140 @@ pub(crate) fn http_request(ctx: &mut Ctx, p: &mut ProxyDraft) -> R {
         cond,
         loc: ctx.loc.clone(),
     });
+    Ok(())
+}
+
+/// `track-sc<n> <key> [table <table>]`
+fn track_sc(ctx: &Ctx, head: &[String]) -> Result<ReqAction, String> {
+    let action = head[0].as_str();
+    let usage = format!("{action} <key> [table <table>]");
+    let ctr = usize::from(action.as_bytes()[8] - b'0');
+    let (key, table) = match &head[1..] {
+        [key] => (key, ctx.proxy_name.to_string()),
+        [key, kw, t] if kw == "table" => (key, t.clone()),
+        [_, kw] if kw == "table" => {
+            return Err(format!(
+                "missing table name after 'table' (expected '{usage}')"
+            ))
+        }
+        [] => return Err(format!("missing <key> (expected '{usage}')")),
+        [_, other, ..] => {
+            return Err(format!(
+                "unexpected argument '{other}' (expected '{usage}')"
+            ))
+        }
+    };
+    let key = crate::acl::Expr::parse(key, Stage::Request)
+        .map_err(|e| format!("'{action}': invalid key expression '{key}': {e}"))?;
+    Ok(ReqAction::Track { ctr, key, table })
+}
+
+// --------------------------------------------------------- stick-table
+
+/// `stick-table type <type> [len <n>] size <n> [expire <time>] [store <data>,...]`
+pub(crate) fn stick_table(ctx: &mut Ctx, p: &mut ProxyDraft) -> R {
+    use crate::stick::{KeyType, TableDef};
+    if let Some((_, first)) = &p.stick_table {
+        return Err(format!(
+            "a proxy has only one stick-table (the first one is at {first})"
+        ));
+    }
+    let words = &ctx.words[1..];
+    let usage = ctx.usage;
+    let mut ty: Option<KeyType> = None;
+    let mut len: Option<usize> = None;
+    let mut size: Option<usize> = None;
+    let mut def = TableDef {
+        key: KeyType::Integer,
+        size: 0,
+        expire: std::time::Duration::ZERO,
+        http_req_rate: None,
+        http_req_cnt: false,
+    };
+    let mut expire = None;
+    let mut i = 0;
+    while i < words.len() {
+        let word = words[i].as_str();
+        let Some(value) = words.get(i + 1).map(String::as_str) else {
+            return Err(format!("missing value after '{word}' (expected '{usage}')"));
+        };
+        match word {
+            "type" => {
+                ty = Some(match value {
+                    "ip" => KeyType::Ip,
+                    "ipv6" => KeyType::Ipv6,
+                    "integer" => KeyType::Integer,
+                    "string" => KeyType::String(32),
+                    "binary" => return Err("stick-table type 'binary' is not supported yet".into()),
+                    other => {
+                        return Err(format!(
+                            "unknown stick-table type '{other}' (expected ip, ipv6, integer or string)"
+                        ))
+                    }
+                })
+            }
+            "len" => {
+                len = Some(crate::config::units::parse_int(value, 1, 65536).map_err(|e| format!("'len': {e}"))? as usize)
+            }
+            "size" => {
+                let n = crate::config::units::parse_size(value).map_err(|e| format!("'size': {e}"))?;
+                if n == 0 || n > 100_000_000 {
+                    return Err(format!("'size': '{value}' is out of range (expected 1 to 100m)"));
+                }
+                size = Some(n as usize);
+            }
+            "expire" => expire = Some(crate::config::units::parse_time(value).map_err(|e| format!("'expire': {e}"))?),
+            "store" => {
+                for data in value.split(',') {
+                    let (dname, arg) = match data.split_once('(') {
+                        Some((n, rest)) => (n, Some(rest.strip_suffix(')').ok_or_else(|| format!("'store': missing ')' in '{data}'"))?)),
+                        None => (data, None),
+                    };
+                    match (dname, arg) {
+                        ("http_req_cnt", None) => def.http_req_cnt = true,
+                        ("http_req_rate", Some(period)) => {
+                            let d = crate::config::units::parse_time(period).map_err(|e| format!("'store http_req_rate': {e}"))?;
+                            if d.is_zero() {
+                                return Err("'store http_req_rate': the period must not be 0".into());
+                            }
+                            def.http_req_rate = Some(d);
+                        }
+                        ("http_req_rate", None) => return Err("'store http_req_rate' needs a period: http_req_rate(<period>)".into()),
+                        ("http_req_cnt", Some(_)) => return Err("'store http_req_cnt' takes no argument".into()),
+                        ("conn_cur" | "conn_cnt" | "conn_rate" | "sess_cnt" | "sess_rate" | "http_err_cnt" | "http_err_rate" | "http_fail_cnt" | "http_fail_rate" | "bytes_in_cnt" | "bytes_in_rate" | "bytes_out_cnt" | "bytes_out_rate" | "gpc0" | "gpc0_rate" | "gpc1" | "gpc1_rate" | "gpt0" | "gpc" | "gpc_rate" | "gpt" | "server_id" | "server_key" | "server_name", _) => {
+                            return Err(format!("stick-table: 'store {dname}' is not supported yet (weir stores http_req_cnt and http_req_rate(<period>))"))
+                        }
+                        (other, _) => return Err(format!(
+                            "stick-table: unknown data type '{other}' in 'store' (expected http_req_cnt or http_req_rate(<period>))"
+                        )),
+                    }
+                }
+            }
+            "peers" | "srvkey" | "write-to" | "recv-only" => {
+                return Err(format!("stick-table: '{word}' is not supported yet"))
+            }
+            "nopurge" => {
+                return Err("stick-table: 'nopurge' is not supported (weir always evicts to stay within 'size')".into())
+            }
+            other => return Err(format!("unexpected argument '{other}' (expected '{usage}')")),
+        }
+        i += 2;
+    }
+    let Some(mut key) = ty else {
+        return Err(format!("missing 'type' (expected '{usage}')"));
+    };
+    if let Some(n) = len {
+        match &mut key {
+            KeyType::String(l) => *l = n,
+            _ => return Err("'len' applies to 'type string' only".into()),
+        }
+    }
+    def.key = key;
+    def.size = size.ok_or_else(|| format!("missing 'size' (expected '{usage}')"))?;
+    // Without `expire`, entries stay until the table is full (then the
+    // least recently used goes).
+    def.expire = expire.unwrap_or(std::time::Duration::MAX);
+    p.stick_table = Some((def, ctx.loc.clone()));
     Ok(())
 }
 
