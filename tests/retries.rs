@@ -449,10 +449,22 @@ async fn goaway_server() -> (SocketAddr, Arc<AtomicUsize>) {
                             let _ = s.write_all(&[0, 0, 0, 4, 1, 0, 0, 0, 0]).await;
                         }
                         // HEADERS: going away, and this stream is not covered.
+                        // Like a server restarting gracefully, keep the
+                        // connection open a moment (reading what comes)
+                        // before closing it.
                         1 => {
                             let goaway = [0, 0, 8, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
                             let _ = s.write_all(&goaway).await;
                             sent.fetch_add(1, Ordering::SeqCst);
+                            let mut sink = [0u8; 4096];
+                            let drain = async {
+                                while let Ok(n) = s.read(&mut sink).await {
+                                    if n == 0 {
+                                        break;
+                                    }
+                                }
+                            };
+                            let _ = tokio::time::timeout(Duration::from_millis(500), drain).await;
                             let _ = s.shutdown().await;
                             return;
                         }
