@@ -19,6 +19,7 @@ use std::time::Instant;
 use http::{Request, Response};
 use hyper::body::Incoming;
 
+use crate::backend::balance::PickCtx;
 use crate::backend::{Backend, CallResult, Server, UpstreamProto};
 use crate::error::{ErrorKind, ProxyError};
 use crate::http::access_log::{ConnInfo, PendingLog};
@@ -158,21 +159,10 @@ pub async fn handle(
                 && matches!(e.kind, ErrorKind::ConnectFailed | ErrorKind::ConnectTimeout)
                 && backend.retry_budget.try_retry();
             let next = if retry {
-                let next = match deadline.as_mut() {
-                    Some(d) => match d
-                        .run(Box::pin(backend.take_retry(
-                            pick,
-                            &server,
-                            Some(d.budget.at),
-                        )))
-                        .await
-                    {
-                        Ok(r) => r,
-                        Err(e) => return expired(&e, "sQ", log, tally),
-                    },
-                    None => Box::pin(backend.take_retry(pick, &server, None)).await,
-                };
-                next.ok()
+                match retry_slot(&backend, pick, &server, deadline.as_mut()).await {
+                    Ok(next) => next.ok(),
+                    Err(e) => return expired(&e, "sQ", log, tally),
+                }
             } else {
                 None
             };
@@ -292,19 +282,9 @@ pub async fn handle(
             other => other,
         };
         let retry_at = Instant::now();
-        let next = match deadline.as_mut() {
-            Some(d) => match d
-                .run(Box::pin(backend.take_retry(
-                    pick,
-                    &server,
-                    Some(d.budget.at),
-                )))
-                .await
-            {
-                Ok(r) => r,
-                Err(e) => return expired(&e, "sQ", log, tally),
-            },
-            None => Box::pin(backend.take_retry(pick, &server, None)).await,
+        let next = match retry_slot(&backend, pick, &server, deadline.as_mut()).await {
+            Ok(next) => next,
+            Err(e) => return expired(&e, "sQ", log, tally),
         };
         match next {
             // An HTTP/1.1 server takes the client's body itself: only a
@@ -370,6 +350,24 @@ pub async fn handle(
         }
     }
     done(Response::from_parts(rparts, rbody), log, fe.logasap, tally)
+}
+
+/// A slot for a retry of a call that failed on `server` (boxed: it is
+/// awaited inside the per-stream future), bounded by the call's deadline.
+/// The outer `Err`: the deadline ran out while waiting for the slot.
+async fn retry_slot(
+    backend: &Arc<Backend>,
+    pick: &PickCtx,
+    server: &Arc<Server>,
+    deadline: Option<&mut Deadline>,
+) -> Result<Result<crate::backend::Slot, ProxyError>, ProxyError> {
+    match deadline {
+        Some(d) => {
+            let at = Some(d.budget.at);
+            d.run(Box::pin(backend.take_retry(pick, server, at))).await
+        }
+        None => Ok(Box::pin(backend.take_retry(pick, server, None)).await),
+    }
 }
 
 /// Passive health of a failed attempt.
