@@ -84,7 +84,8 @@ async fn logged(what: &str, peer: SocketAddr) -> String {
     line
 }
 
-/// A proxy with `global` lines, frontend `fe` and one echo server.
+/// A proxy with `global` lines, frontend `fe` (which also serves
+/// `/metrics`) and one echo server.
 async fn setup(global: &str, defaults: &str) -> (weir::proxy::Running, weir_echo::EchoHandle) {
     logs();
     let mut servers = echo_servers(1).await;
@@ -92,7 +93,7 @@ async fn setup(global: &str, defaults: &str) -> (weir::proxy::Running, weir_echo
     let text = format!(
         "global\n{global}defaults\n    mode http\n    timeout connect 2s\n    timeout client 30s\n\
          timeout server 30s\n    timeout http-request 500ms\n{defaults}\
-         frontend fe\n    bind 127.0.0.1:0\n    default_backend be\n\
+         frontend fe\n    bind 127.0.0.1:0\n{EXPORTER}    default_backend be\n\
          backend be\n    server s1 {} proto h2\n",
         server.addr
     );
@@ -218,8 +219,10 @@ impl Bench {
 // ------------------------------------------------------------ raw frames
 
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+const DATA: u8 = 0x0;
 const HEADERS: u8 = 0x1;
 const RST_STREAM: u8 = 0x3;
+const PRIORITY: u8 = 0x2;
 const SETTINGS: u8 = 0x4;
 const PING: u8 = 0x6;
 const GOAWAY: u8 = 0x7;
@@ -430,6 +433,7 @@ async fn rapid_reset_gets_goaway_enhance_your_calm() {
         line.contains("WARN") && line.contains("ENHANCE_YOUR_CALM"),
         "{line}"
     );
+    wait_cuts(b.addr, "enhance_your_calm", 1).await;
     b.finish("rapid reset").await;
 }
 
@@ -652,6 +656,7 @@ async fn slowloris_http1_is_closed_at_timeout_http_request() {
         "timeout http-request",
     )
     .await;
+    wait_cuts(b.addr, "request_header_timeout", 1).await;
     b.good.finish("slowloris").await;
 }
 
@@ -693,50 +698,228 @@ async fn dribble(addr: SocketAddr, bytes: &[u8]) -> bool {
     false
 }
 
-/// A control-frame flood: 100 batches of 1000 frames of type `ty` with
-/// `payload`, then a request on stream 1, answered or the connection cut;
-/// `acks` reads how many the server acknowledged.
-async fn control_flood(what: &str, ty: u8, payload: &[u8], acks: fn(&Seen) -> u64) {
-    let b = Bench::start("", "").await;
+/// The frontend's `weir_frontend_connections_cut_total` for `reason`,
+/// scraped from `/metrics` on the frontend itself (HTTP/1.1).
+async fn cuts_metric(addr: SocketAddr, reason: &str) -> u64 {
+    use http_body_util::{BodyExt, Empty};
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let (mut tx, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+        .await
+        .expect("h1 handshake");
+    tokio::spawn(conn);
+    let req = http::Request::get("/metrics")
+        .header("host", "weir")
+        .body(Empty::<Bytes>::new())
+        .expect("request");
+    let resp = within(10, tx.send_request(req)).await.expect("response");
+    assert_eq!(resp.status(), 200);
+    let body = within(10, resp.into_body().collect())
+        .await
+        .expect("body")
+        .to_bytes();
+    let text = String::from_utf8_lossy(&body);
+    let name = format!("weir_frontend_connections_cut_total{{proxy=\"fe\",reason=\"{reason}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&name))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no {name} in:\n{text}")) as u64
+}
+
+/// Waits (5 s at most) for [`cuts_metric`] to reach `n`.
+async fn wait_cuts(addr: SocketAddr, reason: &str, n: u64) {
+    let t = Instant::now();
+    loop {
+        let got = cuts_metric(addr, reason).await;
+        if got >= n {
+            assert_eq!(got, n, "{reason}: cuts counted");
+            return;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "{reason}: {got} cuts counted, want {n}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Serves `/metrics` on frontend `fe` (see [`cuts_metric`]), in every
+/// [`setup`].
+const EXPORTER: &str = "    http-request use-service prometheus-exporter if { path /metrics }\n";
+
+/// A control-frame flood against a proxy with `global`: 100 batches of
+/// 1000 frames (`one`), then a request on stream 1001. With `cut` (the
+/// log line and the metric's reason), the connection must get GOAWAY
+/// ENHANCE_YOUR_CALM long before the flood is through, with that log line
+/// and the metric counted; without, every frame is answered (`acks`) and
+/// the request is served on the same connection. Either way the good client sees no
+/// failure. `opening` is sent first (e.g. HEADERS opening a stream).
+async fn control_flood(
+    what: &str,
+    global: &str,
+    opening: &[u8],
+    one: &[u8],
+    cut: Option<(&str, &str)>,
+    acks: fn(&Seen) -> u64,
+) {
+    let b = Bench::start(global, "").await;
+    let before = cuts_metric(b.addr, cut.map_or("control_frame_flood", |c| c.1)).await;
+    let t = Instant::now();
     let mut raw = Raw::connect(b.addr).await;
-    let mut one = Vec::new();
-    frame(&mut one, ty, 0, 0, payload);
+    assert!(raw.send(opening).await);
     let sent = raw.flood(&one.repeat(1000), 100).await * 1000;
     let mut buf = Vec::new();
-    get(&mut buf, 1);
+    get(&mut buf, 1001);
     let _ = raw.send(&buf).await;
     raw.wait(
         20,
         "request after the flood answered, or the connection cut",
-        |s| s.closed || s.headers.contains(&1),
+        |s| s.closed || s.headers.contains(&1001),
     )
     .await;
     {
         let s = raw.seen.lock().unwrap();
         eprintln!(
-            "{what}: {sent} sent, {} acked, GOAWAY {:?}, closed {}",
+            "{what}: {sent} sent, {} acked, GOAWAY {:?}, closed {}, after {:?}",
             acks(&s),
             s.goaway,
-            s.closed
+            s.closed,
+            t.elapsed()
+        );
+        if cut.is_none() {
+            assert!(!s.closed && s.goaway.is_none(), "{what}: connection kept");
+            assert!(s.headers.contains(&1001), "{what}: request served");
+        }
+    }
+    if let Some((log, reason)) = cut {
+        let goaway = raw.cut().await;
+        let line = logged(log, raw.local).await;
+        assert!(line.contains("WARN"), "{line}");
+        let after = cuts_metric(b.addr, reason).await;
+        assert_eq!(after, before + 1, "{what}: metric counts the cut");
+        let s = raw.seen.lock().unwrap();
+        // Cut at the limit: the answers are far fewer than the frames.
+        assert!(
+            acks(&s) < 30_000,
+            "{what}: {} answered before the cut",
+            acks(&s)
+        );
+        assert_eq!(goaway, Some(ENHANCE_YOUR_CALM), "{what}: GOAWAY code");
+    } else {
+        assert_eq!(
+            cuts_metric(b.addr, "control_frame_flood").await,
+            before,
+            "{what}: nothing counted"
         );
     }
     b.finish(what).await;
 }
 
-/// (f) PING flood: 100k PINGs. h2 answers each (one pending PONG at a
-/// time, so it stops reading while it cannot write them): the connection
-/// survives and memory stays bounded.
+const NO_CONTROL_LIMIT: &str = "    tune.h2.fe.max-control-frames-per-sec 0\n";
+
+fn one(ty: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let mut v = Vec::new();
+    frame(&mut v, ty, flags, stream, payload);
+    v
+}
+
+/// (f) PING flood without a limit (`tune.h2.fe.max-control-frames-per-sec
+/// 0`): 100k PINGs. h2 answers each (one pending PONG at a time, so it
+/// stops reading while it cannot write them): the connection survives and
+/// memory stays bounded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ping_flood_is_bounded() {
-    control_flood("ping flood", PING, &[1, 2, 3, 4, 5, 6, 7, 8], |s| {
-        s.ping_acks
+    let ping = one(PING, 0, 0, &[1, 2, 3, 4, 5, 6, 7, 8]);
+    control_flood(
+        "ping flood, no limit",
+        NO_CONTROL_LIMIT,
+        &[],
+        &ping,
+        None,
+        |s| s.ping_acks,
+    )
+    .await;
+}
+
+/// (f') SETTINGS flood without a limit: 100k empty SETTINGS frames, each
+/// acknowledged; the connection survives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn settings_flood_is_bounded() {
+    let settings = one(SETTINGS, 0, 0, &[]);
+    control_flood(
+        "settings flood, no limit",
+        NO_CONTROL_LIMIT,
+        &[],
+        &settings,
+        None,
+        |s| s.settings_acks,
+    )
+    .await;
+}
+
+/// (g) PING flood with the default limit (10000 control frames per second):
+/// GOAWAY ENHANCE_YOUR_CALM, a warn line, the metric counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ping_flood_is_cut() {
+    let ping = one(PING, 0, 0, &[1, 2, 3, 4, 5, 6, 7, 8]);
+    control_flood("ping flood", "", &[], &ping, FLOOD, |s| s.ping_acks).await;
+}
+
+/// (g') SETTINGS flood with the default limit: cut the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn settings_flood_is_cut() {
+    let settings = one(SETTINGS, 0, 0, &[]);
+    control_flood("settings flood", "", &[], &settings, FLOOD, |s| {
+        s.settings_acks
     })
     .await;
 }
 
-/// (f') SETTINGS flood: 100k empty SETTINGS frames, each to be
-/// acknowledged.
+/// (g'') Empty DATA frames (no END_STREAM) on an open stream
+/// (CVE-2019-9518): h2 itself allows 100 per connection, then GOAWAY
+/// ENHANCE_YOUR_CALM (`too_many_data_frames` in its debug log), logged and
+/// counted as h2's other abuse limits (`enhance_your_calm`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn settings_flood_is_bounded() {
-    control_flood("settings flood", SETTINGS, &[], |s| s.settings_acks).await;
+async fn empty_data_flood_is_cut() {
+    let mut open = Vec::new();
+    frame(&mut open, HEADERS, END_HEADERS, 1, &get_block());
+    let data = one(DATA, 0, 1, &[]);
+    let cut = Some((
+        "client connection closed: too many resets or abusive frames",
+        "enhance_your_calm",
+    ));
+    control_flood("empty DATA flood", "", &open, &data, cut, |_| 0).await;
+}
+
+/// (g''') PRIORITY flood (CVE-2019-9513): counted like PING and SETTINGS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn priority_flood_is_cut() {
+    // Stream 3 depends on stream 1, weight 16.
+    let prio = one(PRIORITY, 0, 3, &[0, 0, 0, 1, 15]);
+    control_flood("priority flood", "", &[], &prio, FLOOD, |_| 0).await;
+}
+
+/// What a control-frame flood leaves: the log line and the metric's reason.
+const FLOOD: Option<(&str, &str)> = Some((
+    "client connection closed: control frame flood",
+    "control_frame_flood",
+));
+
+/// A client that stays under the limit is never cut: 3 seconds of 5000
+/// PINGs per second (limit 10000) on one connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pings_under_the_limit_are_answered() {
+    let b = Bench::start("", "").await;
+    let mut raw = Raw::connect(b.addr).await;
+    let batch = one(PING, 0, 0, &[1, 2, 3, 4, 5, 6, 7, 8]).repeat(500);
+    for _ in 0..30 {
+        assert!(raw.send(&batch).await, "connection kept");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    raw.wait(10, "every PING answered", |s| {
+        s.closed || s.ping_acks >= 15_000
+    })
+    .await;
+    assert!(!raw.seen.lock().unwrap().closed, "connection kept");
+    assert_eq!(cuts_metric(b.addr, "control_frame_flood").await, 0);
+    b.finish("pings under the limit").await;
 }

@@ -245,6 +245,12 @@ pub(crate) static KEYWORDS: &[Keyword] = &[
         G(p::tune::max_error_resets),
     ),
     kw(
+        "tune.h2.fe.max-control-frames-per-sec",
+        GLOBAL,
+        "tune.h2.fe.max-control-frames-per-sec <number>",
+        G(p::tune::max_control_frames_per_sec),
+    ),
+    kw(
         "hard-stop-after",
         GLOBAL,
         "hard-stop-after <time>",

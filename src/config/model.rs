@@ -94,6 +94,10 @@ pub struct H2Tune {
     /// `tune.h2.fe.max-error-resets`: streams weir resets because of the
     /// client's protocol errors before GOAWAY ENHANCE_YOUR_CALM.
     pub max_error_resets: u32,
+    /// `tune.h2.fe.max-control-frames-per-sec`: PING, SETTINGS, PRIORITY
+    /// and empty DATA frames a client may send per second before GOAWAY
+    /// ENHANCE_YOUR_CALM (0: no limit).
+    pub max_control_frames_per_sec: u32,
 }
 
 impl H2Tune {
@@ -103,6 +107,7 @@ impl H2Tune {
     pub const DEFAULT_MAX_HEADER_LIST_SIZE: u32 = 16 << 10;
     pub const DEFAULT_MAX_PENDING_RESETS: u32 = 20;
     pub const DEFAULT_MAX_ERROR_RESETS: u32 = 1024;
+    pub const DEFAULT_MAX_CONTROL_FRAMES_PER_SEC: u32 = 10_000;
 }
 
 impl Default for H2Tune {
@@ -114,6 +119,7 @@ impl Default for H2Tune {
             max_header_list_size: Self::DEFAULT_MAX_HEADER_LIST_SIZE,
             max_pending_resets: Self::DEFAULT_MAX_PENDING_RESETS,
             max_error_resets: Self::DEFAULT_MAX_ERROR_RESETS,
+            max_control_frames_per_sec: Self::DEFAULT_MAX_CONTROL_FRAMES_PER_SEC,
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod body;
 pub mod deadline;
 pub mod forward;
 pub mod grpc;
+pub mod h2guard;
 pub mod idle;
 pub mod request;
 pub mod respond;
@@ -23,6 +24,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 
 use crate::config::Proto;
+use crate::observe::stats::ConnCut;
 use crate::runtime::Frontend;
 use access_log::{ConnInfo, PendingLog};
 use body::ProxyBody;
@@ -319,6 +321,27 @@ pub async fn serve<S>(
             }))
         }
     });
+    // `tune.h2.fe.max-control-frames-per-sec`: the guard steps aside by
+    // itself for HTTP/1.1 connections.
+    let limit = if builder.is_http2_available() {
+        fe.h2_tune.max_control_frames_per_sec
+    } else {
+        0
+    };
+    let flood_fe = fe.clone();
+    let stream = h2guard::H2Guard::new(stream, limit, move |goaway: bool| {
+        flood_fe.stats.conn_cut(ConnCut::ControlFrameFlood);
+        let how = if goaway {
+            "GOAWAY ENHANCE_YOUR_CALM"
+        } else {
+            "closed without GOAWAY"
+        };
+        tracing::warn!(
+            frontend = %flood_fe.name,
+            %peer,
+            "client connection closed: control frame flood (over {limit} PING/SETTINGS/PRIORITY/empty DATA frames per second, tune.h2.fe.max-control-frames-per-sec; {how})"
+        );
+    });
     let conn = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
     let idle_after = fe.timeouts.http_keep_alive.or(fe.timeouts.client);
@@ -404,7 +427,7 @@ pub async fn serve<S>(
 /// flood, a protocol error) or an HTTP/1.1 request whose headers did not
 /// arrive within `timeout http-request`. `None` for ordinary ends (the
 /// client went away, an I/O error).
-fn cut_reason(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+fn cut_reason(e: &(dyn std::error::Error + 'static)) -> Option<(ConnCut, String)> {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
         if let Some(h2e) = err.downcast_ref::<h2::Error>() {
@@ -412,20 +435,28 @@ fn cut_reason(e: &(dyn std::error::Error + 'static)) -> Option<String> {
                 return None;
             }
             let reason = h2e.reason()?;
-            let what = if reason == h2::Reason::ENHANCE_YOUR_CALM {
-                "too many resets or abusive frames"
+            // (h2 does not hand its GOAWAY debug data back: which of its
+            // limits it was is only in its debug log.)
+            let (cut, what) = if reason == h2::Reason::ENHANCE_YOUR_CALM {
+                (
+                    ConnCut::EnhanceYourCalm,
+                    "too many resets or abusive frames",
+                )
             } else if reason == h2::Reason::FRAME_SIZE_ERROR {
-                "frame too large"
+                (ConnCut::FrameTooLarge, "frame too large")
             } else if reason == h2::Reason::COMPRESSION_ERROR {
-                "bad header compression"
+                (ConnCut::CompressionError, "bad header compression")
             } else {
-                "protocol error"
+                (ConnCut::ProtocolError, "protocol error")
             };
-            return Some(format!("{what} ({reason:?}: {h2e})"));
+            return Some((cut, format!("{what} ({reason:?}: {h2e})")));
         }
         if let Some(he) = err.downcast_ref::<hyper::Error>() {
             if he.is_timeout() {
-                return Some("request headers not received in time (timeout http-request)".into());
+                return Some((
+                    ConnCut::RequestHeaderTimeout,
+                    "request headers not received in time (timeout http-request)".into(),
+                ));
             }
         }
         cur = err.source();
@@ -434,18 +465,22 @@ fn cut_reason(e: &(dyn std::error::Error + 'static)) -> Option<String> {
 }
 
 /// Logs the end of a client connection that failed: a cut by weir (see
-/// [`cut_reason`]) at warn with the peer, anything else at debug.
+/// [`cut_reason`]) at warn with the peer, and counted
+/// (`weir_frontend_connections_cut_total`), anything else at debug.
 fn log_conn_error(
     fe: &Frontend,
     peer: std::net::SocketAddr,
     e: &(dyn std::error::Error + 'static),
 ) {
     match cut_reason(e) {
-        Some(reason) => tracing::warn!(
-            frontend = %fe.name,
-            %peer,
-            "client connection closed: {reason}"
-        ),
+        Some((cut, reason)) => {
+            fe.stats.conn_cut(cut);
+            tracing::warn!(
+                frontend = %fe.name,
+                %peer,
+                "client connection closed: {reason}"
+            )
+        }
         None => {
             tracing::debug!(frontend = %fe.name, error = %e, "client connection ended with an error")
         }

@@ -53,6 +53,7 @@ pub mod names {
     pub const FRONTEND_DENIED_RESPONSES: &str = "weir_frontend_responses_denied_total";
     pub const FRONTEND_REQUEST_ERRORS: &str = "weir_frontend_request_errors_total";
     pub const FRONTEND_TERMINATIONS: &str = "weir_frontend_terminations_total";
+    pub const FRONTEND_CONNECTIONS_CUT: &str = "weir_frontend_connections_cut_total";
 
     // ---- backends (label `proxy`)
     pub const BACKEND_STATUS: &str = "weir_backend_status";
@@ -440,6 +441,10 @@ fn frontend_families(fes: &[Arc<Frontend>]) -> Vec<Family> {
         FRONTEND_REQUEST_ERRORS,
         "Requests that could not be routed.",
     );
+    let mut cuts = Family::counter(
+        FRONTEND_CONNECTIONS_CUT,
+        "Client connections weir cut for abuse or a timeout, by reason (docs/hardening.md).",
+    );
     let mut traffic = TrafficFamilies::new(
         FRONTEND_BYTES_IN,
         FRONTEND_BYTES_OUT,
@@ -458,11 +463,14 @@ fn frontend_families(fes: &[Arc<Frontend>]) -> Vec<Family> {
         den_req.u(l.clone(), n(&t.denied_req));
         den_res.u(l.clone(), n(&t.denied_resp));
         err.u(l.clone(), n(&t.req_errors));
+        for (reason, count) in s.cut_counts() {
+            cuts.u(with(&l, "reason", reason), count);
+        }
         traffic.add(&l, t);
     }
     let mut v = vec![cur, max, limit, tot, req];
     v.extend(traffic.into_vec());
-    v.extend([den_req, den_res, err]);
+    v.extend([den_req, den_res, err, cuts]);
     v
 }
 

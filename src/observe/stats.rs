@@ -304,9 +304,69 @@ pub struct FrontendStats {
     /// The most connections open at once.
     pub conns_max: AtomicI64,
     pub conn_rate: Rate,
+    /// Client connections weir cut or refused, by [`ConnCut`] reason.
+    pub cuts: [AtomicU64; ConnCut::ALL.len()],
+}
+
+/// Why weir cut a client connection (docs/hardening.md): the `reason`
+/// label of `weir_frontend_connections_cut_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnCut {
+    /// GOAWAY ENHANCE_YOUR_CALM from h2's own limits: rapid reset
+    /// (`tune.h2.fe.max-pending-resets`), refused or errored streams
+    /// (`tune.h2.fe.max-error-resets`), CONTINUATION flood, a header list
+    /// far over the limit, too many empty DATA frames. h2 does not tell
+    /// which (its GOAWAY debug data is not returned to the server).
+    EnhanceYourCalm,
+    /// PING / SETTINGS / PRIORITY / empty DATA frames over
+    /// `tune.h2.fe.max-control-frames-per-sec`.
+    ControlFrameFlood,
+    /// A frame over `tune.h2.max-frame-size`.
+    FrameTooLarge,
+    /// Bad HPACK.
+    CompressionError,
+    /// Any other HTTP/2 protocol error.
+    ProtocolError,
+    /// HTTP/1.1 request headers not complete within `timeout http-request`.
+    RequestHeaderTimeout,
+}
+
+impl ConnCut {
+    pub const ALL: [ConnCut; 6] = [
+        ConnCut::EnhanceYourCalm,
+        ConnCut::ControlFrameFlood,
+        ConnCut::FrameTooLarge,
+        ConnCut::CompressionError,
+        ConnCut::ProtocolError,
+        ConnCut::RequestHeaderTimeout,
+    ];
+
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            ConnCut::EnhanceYourCalm => "enhance_your_calm",
+            ConnCut::ControlFrameFlood => "control_frame_flood",
+            ConnCut::FrameTooLarge => "frame_too_large",
+            ConnCut::CompressionError => "compression_error",
+            ConnCut::ProtocolError => "protocol_error",
+            ConnCut::RequestHeaderTimeout => "request_header_timeout",
+        }
+    }
 }
 
 impl FrontendStats {
+    pub fn conn_cut(&self, why: ConnCut) {
+        add(&self.cuts[why as usize], 1);
+    }
+
+    /// Cut connections by reason label (reasons never seen included).
+    pub fn cut_counts(&self) -> std::collections::BTreeMap<&'static str, u64> {
+        ConnCut::ALL
+            .iter()
+            .map(|c| (c.label(), get(&self.cuts[*c as usize])))
+            .collect()
+    }
+
     pub fn conn_opened(&self) {
         add(&self.traffic.sessions, 1);
         let n = self.conns.fetch_add(1, Ordering::Relaxed) + 1;
@@ -566,6 +626,7 @@ impl Stats {
             conns: AtomicI64::new(0),
             conns_max: AtomicI64::new(0),
             conn_rate: Rate::default(),
+            cuts: Default::default(),
         })
     }
 

@@ -766,6 +766,7 @@ fn json_doc(page: &StatsPage, stats: &Stats, snap: Option<&Snapshot>) -> Value {
                 "conn_rate": s.conn_rate.current(),
                 "conn_rate_max": s.conn_rate.max(),
                 "ereq": n(&t.req_errors),
+                "conns_cut": s.cut_counts(),
                 "grpc_codes": codes(&g.codes, true),
             });
             merged(merged(own, traffic_json(t)), client_side_json(t))
