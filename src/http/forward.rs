@@ -439,6 +439,16 @@ const HOP_BY_HOP: [HeaderName; 5] = [
 /// Removes connection-specific headers (RFC 9110 §7.6.1), keeping
 /// `te: trailers`, which gRPC needs.
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
+    // One pass without hashing first: almost every request and response
+    // has none of these (h2 refuses them in HTTP/2 header blocks), and a
+    // `remove` per name costs a hash and a probe each.
+    let dirty = h.iter().any(|(name, value)| {
+        HOP_BY_HOP.contains(name)
+            || (name == header::TE && !value.as_bytes().eq_ignore_ascii_case(b"trailers"))
+    });
+    if !dirty {
+        return;
+    }
     if let Some(conn) = h.get(header::CONNECTION).cloned() {
         if let Ok(list) = conn.to_str() {
             for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {

@@ -258,7 +258,18 @@ pub fn response(
 
 /// The `grpc-status` of a header block, if it has a valid one.
 pub fn grpc_status(h: &HeaderMap) -> Option<u32> {
-    h.get("grpc-status")?.to_str().ok()?.trim().parse().ok()
+    // A prebuilt name: `get("grpc-status")` would parse and validate the
+    // name text on every call.
+    const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+    let v = h.get(GRPC_STATUS)?.as_bytes();
+    match v {
+        // The usual case: one or two ASCII digits.
+        [d] if d.is_ascii_digit() => Some(u32::from(d - b'0')),
+        [a, b] if a.is_ascii_digit() && b.is_ascii_digit() => {
+            Some(u32::from(a - b'0') * 10 + u32::from(b - b'0'))
+        }
+        _ => std::str::from_utf8(v).ok()?.trim().parse().ok(),
+    }
 }
 
 /// Picks the backend: the first `use_backend` whose condition matches,
