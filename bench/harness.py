@@ -102,7 +102,7 @@ SCENARIOS = {
     "e": dict(
         title="(e) small unary calls, TLS on the frontend",
         kind="unary", mode="tls", path=UNARY, payload=64,
-        c=16, m=32, targets=["haproxy", "nginx"], na={"weir": "n/a: weir has no TLS yet"},
+        c=16, m=32, targets=["weir", "haproxy", "nginx"],
         what="As (a) over TLS 1.3 (ECDSA P-256, ALPN h2) to the proxy; backends stay h2c.",
     ),
     "policy": dict(
@@ -499,11 +499,11 @@ class Bench:
         os.makedirs(sub)
         logf = os.path.join(sub, "stderr.log")
         if target in ("weir", "weir-b"):
-            tmpl = config or {"http": "proxy-http.cfg", "tcp": "proxy-tcp.cfg"}[mode]
+            tmpl = config or {"http": "proxy-http.cfg", "tcp": "proxy-tcp.cfg", "tls": "proxy-tls.cfg"}[mode]
             cfg = self.render(tmpl, os.path.join(sub, "weir.cfg"), port, sub, stats_port)
             argv = [os.path.join(self.args.bin_dir, target), "-f", cfg]
         elif target == "haproxy":
-            tmpl = config or {"http": "proxy-http.cfg", "tcp": "proxy-tcp.cfg", "tls": "haproxy-tls.cfg"}[mode]
+            tmpl = config or {"http": "proxy-http.cfg", "tcp": "proxy-tcp.cfg", "tls": "proxy-tls.cfg"}[mode]
             cfg = self.render(tmpl, os.path.join(sub, "haproxy.cfg"), port, sub, stats_port)
             # haproxy-extra.cfg: "no strict-limits" (see the file).
             argv = ["haproxy", "-db", "-f", cfg, "-f", os.path.join(CONFIGS, "haproxy-extra.cfg")]
