@@ -125,22 +125,63 @@ pub async fn accept_loop(
         let tls = tls.clone();
         tokio::spawn(async move {
             let _permits = permits;
+            let local = stream.local_addr().unwrap_or(peer);
+            // `tcp-request connection` rules, before any byte is read.
+            let Some(_tracked) = admit(&fe, peer, local) else {
+                return;
+            };
             let _counted = Counted::new(fe.clone());
-            handle_conn(stream, peer, fe, tls, age, builder, ctl).await;
+            handle_conn(stream, peer, local, fe, tls, age, builder, ctl).await;
         });
     }
 }
 
+/// Runs the frontend's `tcp-request connection` rules on a new connection:
+/// `None` when a rule rejects it (it is closed at once, counted in the
+/// frontend's denied connections); else what the connection tracked, kept
+/// until it ends (`conn_cur`) and seen by its requests as their sc0..2.
+fn admit(
+    fe: &Frontend,
+    peer: SocketAddr,
+    local: SocketAddr,
+) -> Option<Option<crate::stick::conns::Registered>> {
+    if fe.tcp_request_connection.is_empty() {
+        return Some(None);
+    }
+    let track =
+        (!fe.tables.is_empty()).then(|| crate::stick::ReqTrack::connection(fe.tables.clone()));
+    let env = crate::http::rules::Env {
+        src: peer,
+        dst: local,
+        frontend: &fe.name,
+        backend: None,
+        tls: None,
+        track: track.as_ref(),
+    };
+    if !crate::http::rules::connection(&fe.tcp_request_connection, &env) {
+        fe.stats.denied_conn.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(frontend = %fe.name, %peer, "connection rejected by a 'tcp-request connection' rule");
+        return None;
+    }
+    let tracked = track.map(crate::stick::ReqTrack::into_conn);
+    Some(
+        tracked
+            .filter(|t| !t.is_empty())
+            .map(|t| crate::stick::conns::register(local, peer, t)),
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn handle_conn(
     stream: TcpStream,
     peer: SocketAddr,
+    local: SocketAddr,
     fe: Arc<Frontend>,
     tls: Option<BindTls>,
     age: crate::http::ConnAge,
     builder: Arc<hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>>,
     ctl: ConnCtl,
 ) {
-    let local = stream.local_addr().unwrap_or(peer);
     let Some(tls) = tls else {
         return match fe.mode {
             Mode::Http => {

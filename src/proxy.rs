@@ -302,6 +302,11 @@ impl Running {
         self.snapshot.table(name).cloned()
     }
 
+    /// The counters of every frontend, backend and server.
+    pub fn stats(&self) -> Arc<crate::observe::stats::Stats> {
+        self.snapshot.stats.clone()
+    }
+
     /// Stops accepting, asks every connection to finish gracefully (GOAWAY
     /// for HTTP/2), and waits up to `grace` for open connections to end.
     pub async fn shutdown(mut self, grace: Duration) {

@@ -12,7 +12,7 @@ use tokio::sync::Semaphore;
 use crate::acl::Condition;
 use crate::backend::Backend;
 use crate::config::{
-    Bind, Capture, Config, ForwardFor, Mode, ReqAction, ResAction, Rule, Timeouts,
+    Bind, Capture, Config, ConnAction, ForwardFor, Mode, ReqAction, ResAction, Rule, Timeouts,
 };
 use crate::error::Error;
 use crate::observe::log::Logger;
@@ -120,6 +120,8 @@ pub struct Frontend {
     pub backends: Arc<HashMap<String, Arc<Backend>>>,
     /// Every stick table by backend name (`track-sc*`, `sc_*` fetches).
     pub tables: Arc<crate::stick::Tables>,
+    /// `tcp-request connection` rules, run once per client connection.
+    pub tcp_request_connection: Vec<Rule<ConnAction>>,
     pub http_request: Vec<Rule<ReqAction>>,
     pub http_response: Vec<Rule<ResAction>>,
     pub capture_request: Vec<Capture>,
@@ -261,6 +263,7 @@ impl Snapshot {
                 backend,
                 backends: by_name.clone(),
                 tables: tables.clone(),
+                tcp_request_connection: f.tcp_request_connection.clone(),
                 http_request: f.http_request.clone(),
                 http_response: f.http_response.clone(),
                 capture_request: f.capture_request.clone(),

@@ -143,7 +143,7 @@ fn config_errors_name_the_line() {
     assert!(e.contains("unknown data type 'http_req_bogus'"), "{e}");
 
     let e = errors(&format!(
-        "{BASE}backend be\n    stick-table type ip size 10 expire 1s store conn_cur\n"
+        "{BASE}backend be\n    stick-table type ip size 10 expire 1s store sess_cnt\n"
     ));
     assert!(e.contains("not supported yet"), "{e}");
 

@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
-use super::expr::{article, can_cast, did_you_mean, stage_error, ExprInner};
+use super::expr::{
+    article, can_cast, connection_stage_error, did_you_mean, stage_error, ExprInner,
+};
 use super::matcher::{MatchKind, Matcher, METHOD_NAMES};
 use super::{Input, Stage};
 
@@ -29,6 +31,8 @@ pub(crate) struct AclDef {
     tests: Vec<Arc<AclTest>>,
     /// A response fetch used by one of the lines, if any.
     res_fetch: Option<&'static str>,
+    /// A fetch that needs more than the connection, if any.
+    l7_fetch: Option<&'static str>,
 }
 
 impl AclDef {
@@ -176,11 +180,13 @@ fn predefined() -> &'static HashMap<&'static str, Arc<AclDef>> {
                 let words: Vec<String> = words.iter().map(|w| w.to_string()).collect();
                 let test = parse_test(&words, Path::new(".")).ok()?;
                 let res_fetch = test.expr.res_fetch;
+                let l7_fetch = test.expr.l7_fetch;
                 Some((
                     *name,
                     Arc::new(AclDef {
                         tests: vec![Arc::new(test)],
                         res_fetch,
+                        l7_fetch,
                     }),
                 ))
             })
@@ -213,9 +219,11 @@ impl AclMap {
                     .chain(std::iter::once(test.clone()))
                     .collect(),
                 res_fetch: old.res_fetch.or(test.expr.res_fetch),
+                l7_fetch: old.l7_fetch.or(test.expr.l7_fetch),
             },
             None => AclDef {
                 res_fetch: test.expr.res_fetch,
+                l7_fetch: test.expr.l7_fetch,
                 tests: vec![test],
             },
         };
@@ -246,6 +254,18 @@ struct Factor {
 pub(crate) struct CondInner {
     terms: Vec<Vec<Factor>>,
     unless: bool,
+}
+
+impl CondInner {
+    /// Stick tables named in the arguments of the fetches and converters
+    /// of every ACL used.
+    pub(crate) fn tables(&self) -> impl Iterator<Item = &str> {
+        self.terms
+            .iter()
+            .flatten()
+            .flat_map(|f| f.acl.tests.iter())
+            .flat_map(|t| t.expr.tables.iter().map(String::as_str))
+    }
 }
 
 impl CondInner {
@@ -303,8 +323,12 @@ impl CondInner {
                             return Err(stage_error(f));
                         }
                     }
+                    if let (Stage::Connection, Some(f)) = (stage, test.expr.l7_fetch) {
+                        return Err(connection_stage_error(f));
+                    }
                     Arc::new(AclDef {
                         res_fetch: test.expr.res_fetch,
+                        l7_fetch: test.expr.l7_fetch,
                         tests: vec![Arc::new(test)],
                     })
                 }
@@ -320,6 +344,9 @@ impl CondInner {
                         if let Some(f) = acl.res_fetch {
                             return Err(format!("acl '{name}': {}", stage_error(f)));
                         }
+                    }
+                    if let (Stage::Connection, Some(f)) = (stage, acl.l7_fetch) {
+                        return Err(format!("acl '{name}': {}", connection_stage_error(f)));
                     }
                     acl.clone()
                 }

@@ -65,11 +65,11 @@ pub(crate) enum Conv {
         expired: bool,
         leeway: i64,
     },
-    /// `table_http_req_rate(<table>)` / `table_http_req_cnt(<table>)`: the
+    /// `table_http_req_rate(<table>)`, `table_conn_cur(<table>)`, ...: the
     /// counter of the entry whose key is the sample (0 when absent).
     Table {
         table: String,
-        cnt: bool,
+        data: crate::stick::Data,
     },
 }
 
@@ -118,6 +118,13 @@ pub(crate) const NAMES: &[&str] = &[
     "regsub",
     "rtrim",
     "sub",
+    "table_conn_cnt",
+    "table_conn_cur",
+    "table_conn_rate",
+    "table_gpc0",
+    "table_gpc0_rate",
+    "table_http_err_cnt",
+    "table_http_err_rate",
     "table_http_req_cnt",
     "table_http_req_rate",
     "upper",
@@ -142,12 +149,16 @@ fn build_known(name: &str, args: &[String]) -> Result<(Conv, Kind, Kind), String
     let i2i = |c: Conv| Ok((c, Kind::Int, Kind::Int));
     let i2b = |c: Conv| Ok((c, Kind::Int, Kind::Bool));
     match name {
-        "table_http_req_rate" | "table_http_req_cnt" => {
+        _ if name.starts_with("table_") => {
             let a = a(&format!("{name}(<table>)"), 1, 1)?;
             let table = a.nonempty(0, "the table name")?.to_string();
-            let cnt = name.ends_with("_cnt");
+            let data = match &name["table_".len()..] {
+                "gpc0" => crate::stick::Data::Gpc0,
+                d => crate::stick::Data::of(d)
+                    .ok_or_else(|| format!("unknown converter '{name}'"))?,
+            };
             // Any key type: the table converts the sample to its own.
-            Ok((Conv::Table { table, cnt }, Kind::Str, Kind::Int))
+            Ok((Conv::Table { table, data }, Kind::Str, Kind::Int))
         }
         "lower" | "upper" | "base64" | "b64dec" | "hex" | "json" => {
             if name == "json" {
@@ -594,7 +605,9 @@ impl Conv {
         input: &super::Input<'_>,
     ) -> Option<Sample<'a>> {
         match self {
-            Conv::Table { table, cnt } => Some(Sample::Int(input.track?.lookup(table, &s, *cnt)?)),
+            Conv::Table { table, data } => {
+                Some(Sample::Int(input.track?.lookup(table, &s, *data)?))
+            }
             _ => self.apply(s),
         }
     }

@@ -277,12 +277,26 @@ pub(crate) struct ExprInner {
     pub kind: Kind,
     /// The fetch's name when it reads the response.
     pub res_fetch: Option<&'static str>,
+    /// The fetch's name when it needs more than the connection (the HTTP
+    /// request or the response): not usable in `tcp-request connection`.
+    pub l7_fetch: Option<&'static str>,
+    /// Stick tables named in arguments (`sc_*(<ctr>,<table>)`,
+    /// `table_*(<table>)`, ...), checked once every section is known.
+    pub tables: Vec<String>,
 }
 
 /// The message for a response fetch used where there is no response.
 pub(crate) fn stage_error(fetch: &str) -> String {
     format!(
         "fetch method '{fetch}' extracts information from the response, which is not available here"
+    )
+}
+
+/// The message for a fetch that needs the HTTP request in a
+/// `tcp-request connection` rule.
+pub(crate) fn connection_stage_error(fetch: &str) -> String {
+    format!(
+        "fetch method '{fetch}' extracts information from the HTTP request or response, which is not available in 'tcp-request connection' rules (only connection fetches are: src, src_port, dst, dst_port, fe_name, sc_*, src_*, constants)"
     )
 }
 
@@ -335,7 +349,7 @@ impl ExprInner {
                     None => return Err(format!("unknown fetch method '{}'", first.name)),
                 },
                 None => {
-                    let names = fetch::NAMES.iter().copied();
+                    let names = fetch::names().iter().copied();
                     let hint = if acl {
                         let shortcuts = fetch::shortcut_names();
                         did_you_mean(
@@ -352,6 +366,16 @@ impl ExprInner {
         if built.response && stage == Stage::Request {
             return Err(stage_error(built.name));
         }
+        let l7_fetch = (!fetch::at_connection(built.name)).then_some(built.name);
+        if let (Stage::Connection, Some(f)) = (stage, l7_fetch) {
+            return Err(connection_stage_error(f));
+        }
+        let mut tables: Vec<String> = built
+            .fetch
+            .table()
+            .map(str::to_string)
+            .into_iter()
+            .collect();
         let mut kind = built.kind;
         let mut convs = Vec::with_capacity(calls.len() - 1);
         for call in &calls[1..] {
@@ -371,6 +395,9 @@ impl ExprInner {
                     article(kind)
                 ));
             }
+            if let Conv::Table { table, .. } = &conv {
+                tables.push(table.clone());
+            }
             convs.push(conv);
             kind = output;
         }
@@ -381,6 +408,8 @@ impl ExprInner {
                 convs,
                 kind,
                 res_fetch,
+                l7_fetch,
+                tables,
             },
             implied,
         ))

@@ -11,6 +11,7 @@ use http::Version;
 use super::expr::{leading_int, Args, Kind};
 use super::matcher::MatchKind;
 use super::{Input, Sample};
+use crate::stick::Data;
 
 /// Request or response headers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,12 +87,99 @@ pub(crate) enum Fetch {
     GrpcStatus,
     /// `http_auth_bearer([<header>])`.
     AuthBearer(HeaderName),
-    /// `sc_http_req_rate(<ctr>[,<table>])`, `sc0_http_req_cnt([<table>])`, ...
+    /// `sc_http_req_rate(<ctr>[,<table>])`, `sc0_conn_cur([<table>])`,
+    /// `sc_inc_gpc0(<ctr>)`, ...
     Sc {
         ctr: usize,
         table: Option<String>,
-        cnt: bool,
+        op: ScOp,
     },
+    /// `src_conn_cur([<table>])`, ...: the entry of the client address in
+    /// `table` (default: the current proxy's).
+    SrcData {
+        table: Option<String>,
+        data: Data,
+    },
+}
+
+/// What an `sc*_` fetch does with the tracked entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ScOp {
+    Read(Data),
+    IncGpc0,
+    ClrGpc0,
+}
+
+/// `sc_` / `scN_` fetch suffixes and what they do.
+const SC_OPS: &[(&str, ScOp)] = &[
+    ("http_req_rate", ScOp::Read(Data::HttpReqRate)),
+    ("http_req_cnt", ScOp::Read(Data::HttpReqCnt)),
+    ("conn_cnt", ScOp::Read(Data::ConnCnt)),
+    ("conn_cur", ScOp::Read(Data::ConnCur)),
+    ("conn_rate", ScOp::Read(Data::ConnRate)),
+    ("http_err_cnt", ScOp::Read(Data::HttpErrCnt)),
+    ("http_err_rate", ScOp::Read(Data::HttpErrRate)),
+    ("get_gpc0", ScOp::Read(Data::Gpc0)),
+    ("gpc0_rate", ScOp::Read(Data::Gpc0Rate)),
+    ("inc_gpc0", ScOp::IncGpc0),
+    ("clr_gpc0", ScOp::ClrGpc0),
+];
+
+/// `src_` fetch suffixes.
+const SRC_DATA: &[(&str, Data)] = &[
+    ("http_req_rate", Data::HttpReqRate),
+    ("http_req_cnt", Data::HttpReqCnt),
+    ("conn_cnt", Data::ConnCnt),
+    ("conn_cur", Data::ConnCur),
+    ("conn_rate", Data::ConnRate),
+    ("http_err_cnt", Data::HttpErrCnt),
+    ("http_err_rate", Data::HttpErrRate),
+    ("get_gpc0", Data::Gpc0),
+    ("gpc0_rate", Data::Gpc0Rate),
+];
+
+/// Fetches that read only the connection (usable in `tcp-request
+/// connection` rules): the constants, addresses, names and stick counters.
+const CONNECTION_FETCHES: &[&str] = &[
+    "always_false",
+    "always_true",
+    "bool",
+    "date",
+    "dst",
+    "dst_port",
+    "fe_name",
+    "int",
+    "ipv4",
+    "ipv6",
+    "src",
+    "src_port",
+    "str",
+];
+
+/// Whether fetch `name` can be used before any byte of the connection is
+/// read (`tcp-request connection`).
+pub(crate) fn at_connection(name: &str) -> bool {
+    CONNECTION_FETCHES.contains(&name) || name.starts_with("sc") || name.starts_with("src_")
+}
+
+/// Every fetch name (aliases and the generated stick-counter ones included),
+/// for did-you-mean suggestions.
+pub(crate) fn names() -> &'static [&'static str] {
+    static ALL: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    ALL.get_or_init(|| {
+        let mut v: Vec<&'static str> = NAMES.to_vec();
+        for (op, _) in SC_OPS {
+            for p in ["sc_", "sc0_", "sc1_", "sc2_"] {
+                v.push(Box::leak(format!("{p}{op}").into_boxed_str()));
+            }
+        }
+        for (d, _) in SRC_DATA {
+            v.push(Box::leak(format!("src_{d}").into_boxed_str()));
+        }
+        v.sort_unstable();
+        v.dedup();
+        v
+    })
 }
 
 /// A fetch compiled from its name and arguments.
@@ -153,14 +241,6 @@ pub(crate) const NAMES: &[&str] = &[
     "res.hdr_cnt",
     "res.hdr_ip",
     "res.hdr_val",
-    "sc0_http_req_cnt",
-    "sc0_http_req_rate",
-    "sc1_http_req_cnt",
-    "sc1_http_req_rate",
-    "sc2_http_req_cnt",
-    "sc2_http_req_rate",
-    "sc_http_req_cnt",
-    "sc_http_req_rate",
     "shdr",
     "shdr_cnt",
     "shdr_ip",
@@ -228,7 +308,7 @@ pub(crate) fn shortcut_names() -> Vec<String> {
 
 /// `None` when `name` is not a fetch.
 pub(crate) fn build(name: &str, args: &[String]) -> Option<Result<Built, String>> {
-    let canon = *NAMES.iter().find(|n| **n == name)?;
+    let canon = *names().iter().find(|n| **n == name)?;
     Some(build_known(canon, args))
 }
 
@@ -499,27 +579,40 @@ fn build_known(name: &'static str, args: &[String]) -> Result<Built, String> {
             };
             req(Fetch::AuthBearer(hname), Kind::Str)
         }
-        "sc_http_req_rate" | "sc_http_req_cnt" => {
-            let a = a(&format!("{name}(<ctr>[,<table>])"), 1, 2)?;
-            let ctr = match a.int(0)? {
-                Some(n @ 0..=2) => n as usize,
-                _ => {
-                    return Err(format!(
-                        "{what}: the stick counter must be 0, 1 or 2 (weir tracks sc0 to sc2)"
-                    ))
-                }
+        _ if name.starts_with("sc") => {
+            let (ctr, op) = name.split_once('_').unwrap_or((name, ""));
+            let Some(op) = SC_OPS.iter().find(|(n, _)| *n == op).map(|(_, o)| *o) else {
+                return Err(format!("unknown fetch method '{name}'"));
             };
-            let table = a.str(1).filter(|s| !s.is_empty()).map(str::to_string);
-            let cnt = name.ends_with("_cnt");
-            req(Fetch::Sc { ctr, table, cnt }, Kind::Int)
+            let (ctr, table) = if ctr == "sc" {
+                let a = a(&format!("{name}(<ctr>[,<table>])"), 1, 2)?;
+                let ctr = match a.int(0)? {
+                    Some(n @ 0..=2) => n as usize,
+                    _ => {
+                        return Err(format!(
+                            "{what}: the stick counter must be 0, 1 or 2 (weir tracks sc0 to sc2)"
+                        ))
+                    }
+                };
+                (ctr, a.str(1))
+            } else {
+                let a = a(&format!("{name}([<table>])"), 0, 1)?;
+                (usize::from(ctr.as_bytes()[2] - b'0'), a.str(0))
+            };
+            let table = table.filter(|s| !s.is_empty()).map(str::to_string);
+            req(Fetch::Sc { ctr, table, op }, Kind::Int)
         }
-        "sc0_http_req_rate" | "sc1_http_req_rate" | "sc2_http_req_rate" | "sc0_http_req_cnt"
-        | "sc1_http_req_cnt" | "sc2_http_req_cnt" => {
+        _ if name.starts_with("src_") => {
             let a = a(&format!("{name}([<table>])"), 0, 1)?;
-            let ctr = usize::from(name.as_bytes()[2] - b'0');
+            let data = name
+                .strip_prefix("src_")
+                .and_then(|d| SRC_DATA.iter().find(|(n, _)| *n == d))
+                .map(|(_, d)| *d);
+            let Some(data) = data else {
+                return Err(format!("unknown fetch method '{name}'"));
+            };
             let table = a.str(0).filter(|s| !s.is_empty()).map(str::to_string);
-            let cnt = name.ends_with("_cnt");
-            req(Fetch::Sc { ctr, table, cnt }, Kind::Int)
+            req(Fetch::SrcData { table, data }, Kind::Int)
         }
         _ => Err(format!("unknown fetch method '{name}'")),
     }
@@ -691,6 +784,14 @@ fn borrowed(s: &str) -> Sample<'_> {
 }
 
 impl Fetch {
+    /// The stick table named in the arguments, if any.
+    pub(crate) fn table(&self) -> Option<&str> {
+        match self {
+            Fetch::Sc { table, .. } | Fetch::SrcData { table, .. } => table.as_deref(),
+            _ => None,
+        }
+    }
+
     /// The fetch's value; for multi-valued fetches the last occurrence
     /// (the first for `url_param`), or the one `occ` selects.
     pub(crate) fn eval<'a>(&self, input: &Input<'a>) -> Option<Sample<'a>> {
@@ -811,13 +912,22 @@ impl Fetch {
             Fetch::Status => Sample::Int(i64::from(input.res?.status)),
             Fetch::GrpcStatus => Sample::Int(i64::from(input.res?.grpc_status?)),
             Fetch::AuthBearer(name) => borrowed(bearer(input.headers.get(name)?.as_bytes())?),
-            Fetch::Sc { ctr, table, cnt } => {
+            Fetch::Sc { ctr, table, op } => {
                 let t = input.track?;
-                Sample::Int(if *cnt {
-                    t.http_req_cnt(*ctr, table.as_deref())?
-                } else {
-                    t.http_req_rate(*ctr, table.as_deref())?
+                let table = table.as_deref();
+                Sample::Int(match op {
+                    ScOp::Read(d) => t.get(*ctr, table, *d)?,
+                    ScOp::IncGpc0 => t.inc_gpc0(*ctr, table)?,
+                    ScOp::ClrGpc0 => t.clr_gpc0(*ctr, table)?,
                 })
+            }
+            Fetch::SrcData { table, data } => {
+                let t = input.track?;
+                let table = table
+                    .as_deref()
+                    .unwrap_or(input.backend.unwrap_or(input.frontend));
+                let src = Sample::Ip(input.src.ip().to_canonical());
+                Sample::Int(t.lookup(table, &src, *data)?)
             }
         })
     }

@@ -41,6 +41,9 @@ pub enum Stage {
     Response,
     /// `log-format`: everything, including `grpc_status`.
     Log,
+    /// `tcp-request connection` rules: only what the connection tells
+    /// (addresses, frontend name, stick counters), before any byte is read.
+    Connection,
 }
 
 /// TLS facts about the client connection (`ssl_fc`, `ssl_fc_sni`, ...).
@@ -136,6 +139,12 @@ impl Expr {
     pub fn eval<'a>(&self, input: &Input<'a>) -> Option<Sample<'a>> {
         self.inner.eval(input)
     }
+
+    /// Stick tables named in the arguments (`sc_*(<ctr>,<table>)`,
+    /// `src_*(<table>)`, `table_*(<table>)`), to check they exist.
+    pub fn tables(&self) -> impl Iterator<Item = &str> {
+        self.inner.tables.iter().map(String::as_str)
+    }
 }
 
 /// The named ACLs of one proxy section, with HAProxy's predefined ones
@@ -182,6 +191,11 @@ impl Condition {
 
     pub fn eval(&self, input: &Input) -> bool {
         self.inner.eval(input)
+    }
+
+    /// Stick tables named in the arguments of the ACLs used.
+    pub fn tables(&self) -> impl Iterator<Item = &str> {
+        self.inner.tables()
     }
 }
 

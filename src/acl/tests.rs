@@ -1032,3 +1032,67 @@ fn condition_errors() {
         .is_ok());
     }
 }
+
+#[test]
+fn connection_stage_takes_only_connection_fetches() {
+    for ok in [
+        "src",
+        "src_port",
+        "dst",
+        "dst_port",
+        "fe_name",
+        "always_true",
+        "int(3)",
+        "sc0_conn_cur",
+        "sc_http_err_rate(1,t)",
+        "sc2_get_gpc0(t)",
+        "sc_inc_gpc0(0)",
+        "src_conn_rate",
+        "src,table_conn_cur(t)",
+    ] {
+        assert!(Expr::parse(ok, Stage::Connection).is_ok(), "{ok}");
+    }
+    for bad in ["path", "req.hdr(x)", "status", "ssl_fc_sni", "method"] {
+        let e = perr(bad, Stage::Connection);
+        assert!(
+            e.contains("not available in 'tcp-request connection' rules"),
+            "{bad}: {e}"
+        );
+    }
+    let mut acls = Acls::default();
+    acls.define(&w("is_api path_beg /api"), Path::new("."))
+        .unwrap();
+    let e = cond_err("is_api", &acls, Stage::Connection);
+    assert!(e.contains("acl 'is_api'") && e.contains("'path'"), "{e}");
+    let e = cond_err("{ hdr(x) -m found }", &acls, Stage::Connection);
+    assert!(e.contains("'hdr'"), "{e}");
+}
+
+#[test]
+fn stick_counter_fetches_parse_and_name_their_tables() {
+    let e = Expr::parse("sc_conn_cur(1,rl),add(1)", Stage::Request).unwrap();
+    assert_eq!(e.tables().collect::<Vec<_>>(), ["rl"]);
+    let e = Expr::parse("src,table_http_err_rate(errs)", Stage::Request).unwrap();
+    assert_eq!(e.tables().collect::<Vec<_>>(), ["errs"]);
+    let e = Expr::parse("src_get_gpc0", Stage::Request).unwrap();
+    assert_eq!(e.tables().count(), 0);
+    assert!(perr("sc_conn_cur(3)", Stage::Request).contains("must be 0, 1 or 2"));
+    assert!(perr("sc3_conn_cur", Stage::Request).contains("unknown fetch method"));
+    assert!(perr("sc0_conn_bogus", Stage::Request).contains("unknown fetch method"));
+    assert!(perr("src_conn_cur(a,b)", Stage::Request).contains("too many arguments"));
+    assert!(perr("src,table_gpc1(t)", Stage::Request).contains("unknown converter"));
+    let c = Condition::parse(
+        &w("{ sc0_http_err_cnt(a) gt 1 } || { src,table_gpc0(b) gt 0 }"),
+        false,
+        &Acls::default(),
+        Stage::Request,
+        Path::new("."),
+    )
+    .unwrap();
+    assert_eq!(c.tables().collect::<Vec<_>>(), ["a", "b"]);
+    // No tables: no sample, the ACL does not match.
+    let req = grpc_req();
+    let i = input(&req);
+    assert_eq!(ev("sc0_conn_cur", &i), None);
+    assert!(!acl("src_http_err_rate ge 0", &i));
+}

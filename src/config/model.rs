@@ -293,6 +293,9 @@ pub struct Frontend {
     pub default_backend: Option<String>,
     /// `use_backend <name> [if|unless <cond>]`, in file order.
     pub use_backends: Vec<UseBackend>,
+    /// `tcp-request connection` rules, in file order: run once per client
+    /// connection, before any byte is read.
+    pub tcp_request_connection: Vec<Rule<ConnAction>>,
     /// `http-request` rules, in file order.
     pub http_request: Vec<Rule<ReqAction>>,
     /// `http-response` rules, in file order.
@@ -363,6 +366,25 @@ pub struct Rule<A> {
     pub loc: Loc,
 }
 
+/// What a `tcp-request connection` rule does.
+#[derive(Clone, Debug)]
+pub enum ConnAction {
+    /// `accept`: stop evaluating the rules, keep the connection.
+    Accept,
+    /// `reject`: close the connection at once.
+    Reject,
+    /// `track-sc<ctr> <key expression> [table <backend>]`: the connection
+    /// is counted (`conn_cnt`, `conn_cur`, `conn_rate`) and its requests
+    /// see the counter as their own sc<ctr>.
+    Track {
+        ctr: usize,
+        key: crate::acl::Expr,
+        table: String,
+    },
+    /// `sc-inc-gpc0(<ctr>)`
+    IncGpc0 { ctr: usize },
+}
+
 /// What an `http-request` rule does.
 #[derive(Clone, Debug)]
 pub enum ReqAction {
@@ -391,6 +413,9 @@ pub enum ReqAction {
         key: crate::acl::Expr,
         table: String,
     },
+    /// `sc-inc-gpc0(<ctr>)`: adds one to gpc0 (and gpc0_rate) of the
+    /// entry sc<ctr> tracks.
+    IncGpc0 { ctr: usize },
 }
 
 /// A service `http-request use-service` can hand a request to.

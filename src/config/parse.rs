@@ -125,6 +125,8 @@ pub(crate) struct ProxyDraft {
     pub check: check::CheckDraft,
     /// Named ACLs of this section (`acl` lines), used by its conditions.
     pub acls: crate::acl::Acls,
+    /// `tcp-request connection ...` (frontend side).
+    pub tcp_request_connection: Vec<Rule<crate::config::ConnAction>>,
     pub http_request: Vec<Rule<ReqAction>>,
     pub http_response: Vec<Rule<ResAction>>,
     /// `h2-keepalive <interval> [timeout <time>]`

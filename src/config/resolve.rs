@@ -356,6 +356,7 @@ fn frontend_of(s: &Section, global: &Global, diags: &mut Diags) -> Frontend {
         binds: d.binds.clone(),
         default_backend,
         use_backends: d.use_backends.clone(),
+        tcp_request_connection: d.tcp_request_connection.clone(),
         timeouts: d.timeouts.clone(),
         maxconn: d.maxconn,
         logs: expand_logs(&d.logs, global),
@@ -562,24 +563,90 @@ fn finish(state: State, diags: &mut Diags) -> Config {
         }
         frontends.push(fe);
     }
-    // `track-sc*` rules need their table.
-    let rules = frontends
+    // Every stick table named (`track-sc* ... table`, `sc_*(<ctr>,<table>)`,
+    // `src_*(<table>)`, `table_*(<table>)`) must exist.
+    let has_table = |name: &str| match backends.iter().find(|b| b.name == name) {
+        Some(b) if b.stick_table.is_some() => Ok(()),
+        Some(_) => Err(format!("backend '{name}' has no stick-table")),
+        None => Err(format!(
+            "no stick-table named '{name}' (declare 'stick-table' in a backend of that name"
+        )),
+    };
+    let mut found: Vec<(Loc, String)> = Vec::new();
+    let check = |found: &mut Vec<(Loc, String)>, what: &str, table: &str, loc: &Loc| {
+        if let Err(e) = has_table(table) {
+            let close = if e.starts_with("no stick-table") {
+                ")"
+            } else {
+                ""
+            };
+            found.push((loc.clone(), format!("{what}: {e}{close}")));
+        }
+    };
+    let conds = |c: Option<&crate::acl::Condition>| -> Vec<String> {
+        c.map(|c| c.tables().map(str::to_string).collect())
+            .unwrap_or_default()
+    };
+    for f in &frontends {
+        for r in &f.tcp_request_connection {
+            if let super::ConnAction::Track { ctr, table, key } = &r.action {
+                let what = format!("'tcp-request connection track-sc{ctr}'");
+                if let Err(e) = has_table(table) {
+                    let hint = if e.starts_with("no stick-table") {
+                        ", or add 'table <backend>')"
+                    } else {
+                        ""
+                    };
+                    found.push((r.loc.clone(), format!("{what}: {e}{hint}")));
+                }
+                for t in key.tables() {
+                    check(&mut found, &what, t, &r.loc);
+                }
+            }
+            for t in conds(r.cond.as_ref()) {
+                check(&mut found, "'tcp-request connection'", &t, &r.loc);
+            }
+        }
+        for u in &f.use_backends {
+            for t in conds(u.cond.as_ref()) {
+                check(&mut found, "'use_backend'", &t, &u.loc);
+            }
+        }
+    }
+    let req_rules = frontends
         .iter()
         .flat_map(|f: &Frontend| f.http_request.iter())
         .chain(backends.iter().flat_map(|b| b.http_request.iter()));
-    for r in rules {
-        if let super::ReqAction::Track { ctr, table, .. } = &r.action {
-            let message = match backends.iter().find(|b| b.name == *table) {
-                Some(b) if b.stick_table.is_some() => continue,
-                Some(_) => format!(
-                    "'http-request track-sc{ctr}': backend '{table}' has no stick-table"
-                ),
-                None => format!(
-                    "'http-request track-sc{ctr}': no stick-table named '{table}' (declare 'stick-table' in a backend of that name, or add 'table <backend>')"
-                ),
-            };
-            err(diags, &r.loc, message);
+    for r in req_rules {
+        if let super::ReqAction::Track { ctr, table, key } = &r.action {
+            let what = format!("'http-request track-sc{ctr}'");
+            if let Err(e) = has_table(table) {
+                let hint = if e.starts_with("no stick-table") {
+                    ", or add 'table <backend>')"
+                } else {
+                    ""
+                };
+                found.push((r.loc.clone(), format!("{what}: {e}{hint}")));
+            }
+            for t in key.tables() {
+                check(&mut found, &what, t, &r.loc);
+            }
         }
+        for t in conds(r.cond.as_ref()) {
+            check(&mut found, "'http-request'", &t, &r.loc);
+        }
+    }
+    let res_rules = frontends
+        .iter()
+        .flat_map(|f: &Frontend| f.http_response.iter())
+        .chain(backends.iter().flat_map(|b| b.http_response.iter()));
+    for r in res_rules {
+        for t in conds(r.cond.as_ref()) {
+            check(&mut found, "'http-response'", &t, &r.loc);
+        }
+    }
+    for (loc, message) in found {
+        err(diags, &loc, message);
     }
     if frontends.is_empty() && diags.errors.is_empty() {
         let message = "no frontend or listen section: weir has nothing to listen on";

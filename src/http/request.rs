@@ -52,14 +52,26 @@ pub async fn handle(
     let (mut parts, body) = req.into_parts();
     let body = tally.count_body(body);
     let mut log = PendingLog::start(fe, conn, &parts);
-    let track = (!fe.tables.is_empty()).then(|| crate::stick::ReqTrack::new(fe.tables.clone()));
+    // The counters the connection tracked (`tcp-request connection
+    // track-sc*`) are the request's too. The tally counts the response's
+    // errors (`http_err_*`) in them at the end.
+    let track = (!fe.tables.is_empty()).then(|| {
+        let t = match crate::stick::conns::get(conn.local, conn.peer) {
+            Some(c) => crate::stick::ReqTrack::with_conn(fe.tables.clone(), &c),
+            None => crate::stick::ReqTrack::new(fe.tables.clone()),
+        };
+        Arc::new(t)
+    });
+    if let Some(t) = &track {
+        tally.track(t.clone());
+    }
     let mut env = Env {
         src: conn.peer,
         dst: conn.local,
         frontend: &fe.name,
         backend: None,
         tls: conn.tls.as_ref(),
-        track: track.as_ref(),
+        track: track.as_deref(),
     };
 
     match rules::request(&fe.http_request, &mut parts, &env, is_grpc) {

@@ -10,7 +10,9 @@ use http::{request, response, Method, Response, StatusCode, Uri, Version};
 
 use crate::acl::{Input, ResInput, TlsInfo};
 use crate::backend::Backend;
-use crate::config::{HeaderAction, ReqAction, ResAction, ReturnBody, ReturnSpec, Rule, Service};
+use crate::config::{
+    ConnAction, HeaderAction, ReqAction, ResAction, ReturnBody, ReturnSpec, Rule, Service,
+};
 use crate::error::{ErrorKind, GrpcCode, ProxyError};
 use crate::http::body::ProxyBody;
 use crate::http::grpc;
@@ -89,6 +91,36 @@ pub fn is_stats_uri(prefix: &str, uri: &Uri) -> bool {
         .is_some_and(|pq| pq.as_str().starts_with(prefix))
 }
 
+/// Runs the `tcp-request connection` rules of a new client connection
+/// (only connection fetches: the request head given to the conditions is
+/// empty). Returns false when the connection is to be rejected.
+pub fn connection(rules: &[Rule<ConnAction>], env: &Env) -> bool {
+    let (parts, ()) = http::Request::new(()).into_parts();
+    let input = env.req_input(&parts);
+    for rule in rules {
+        if let Some(cond) = &rule.cond {
+            if !cond.eval(&input) {
+                continue;
+            }
+        }
+        match &rule.action {
+            ConnAction::Accept => return true,
+            ConnAction::Reject => return false,
+            ConnAction::Track { ctr, key, table } => {
+                if let (Some(t), Some(k)) = (env.track, key.eval(&input)) {
+                    t.track(*ctr, table, &k);
+                }
+            }
+            ConnAction::IncGpc0 { ctr } => {
+                if let Some(t) = env.track {
+                    t.inc_gpc0(*ctr, None);
+                }
+            }
+        }
+    }
+    true
+}
+
 /// Runs `http-request` rules in order on the request head.
 pub fn request(
     rules: &[Rule<ReqAction>],
@@ -138,6 +170,11 @@ pub fn request(
                     if let Some(k) = key.eval(&env.req_input(parts)) {
                         t.track(*ctr, table, &k);
                     }
+                }
+            }
+            ReqAction::IncGpc0 { ctr } => {
+                if let Some(t) = env.track {
+                    t.inc_gpc0(*ctr, None);
                 }
             }
             ReqAction::Return(spec) => {

@@ -99,6 +99,8 @@ pub struct Tally {
     /// gRPC responses: messages sent to the client.
     out: Option<MessageCounter>,
     done: bool,
+    /// The request's stick counters: its error responses count in them.
+    track: Option<Arc<crate::stick::ReqTrack>>,
 }
 
 impl Tally {
@@ -119,7 +121,14 @@ impl Tally {
             bytes_out: 0,
             out: grpc.then(MessageCounter::default),
             done: false,
+            track: None,
         }
+    }
+
+    /// The request's stick counters (`http_err_cnt`, `http_err_rate` count
+    /// its response when it is an error).
+    pub fn track(&mut self, t: Arc<crate::stick::ReqTrack>) {
+        self.track = Some(t);
     }
 
     /// A gRPC call answered before a backend was chosen (denied, not
@@ -304,6 +313,9 @@ impl Tally {
         // were counted when they happened).
         if matches!(self.term, [b'S' | b's', b'D']) {
             self.resp_error();
+        }
+        if let Some(t) = self.track.take() {
+            t.response(self.status, self.grpc_status);
         }
         let Some(out) = self.out.as_ref() else { return };
         // The status the client got: a client that went away cancelled;

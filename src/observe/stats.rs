@@ -306,6 +306,9 @@ pub struct FrontendStats {
     pub conn_rate: Rate,
     /// Client connections weir cut or refused, by [`ConnCut`] reason.
     pub cuts: [AtomicU64; ConnCut::ALL.len()],
+    /// Client connections closed by a `tcp-request connection reject`
+    /// (HAProxy's `dcon`).
+    pub denied_conn: AtomicU64,
 }
 
 /// Why weir cut a client connection (docs/hardening.md): the `reason`
@@ -634,6 +637,7 @@ impl Stats {
             conns_max: AtomicI64::new(0),
             conn_rate: Rate::default(),
             cuts: Default::default(),
+            denied_conn: AtomicU64::new(0),
         })
     }
 

@@ -252,8 +252,63 @@ fn html(page: &StatsPage, stats: &Stats, snap: Option<&Snapshot>) -> String {
     for b in &snap.backends {
         backend_html(&mut o, b, stats);
     }
+    tables_html(&mut o, snap);
     o.push_str("</body></html>\n");
     o
+}
+
+/// The stick tables by name: what each is and how full it is.
+fn sorted_tables(snap: &Snapshot) -> Vec<&crate::stick::Table> {
+    let mut v: Vec<&crate::stick::Table> = snap.tables.values().map(|t| &**t).collect();
+    v.sort_by(|a, b| a.name.cmp(&b.name));
+    v
+}
+
+fn key_type(k: crate::stick::KeyType) -> String {
+    use crate::stick::KeyType;
+    match k {
+        KeyType::Ip => "ip".into(),
+        KeyType::Ipv6 => "ipv6".into(),
+        KeyType::Integer => "integer".into(),
+        KeyType::String(len) => format!("string len {len}"),
+    }
+}
+
+fn expire_text(d: Duration) -> String {
+    if d == Duration::MAX {
+        "never".into()
+    } else {
+        crate::stick::format_period(d)
+    }
+}
+
+/// `<table class="stick" id="stick-tables">`: a row per table
+/// (`<tr data-table="NAME">` with `td.type`, `td.size`, `td.used`,
+/// `td.store`, `td.expire`).
+fn tables_html(o: &mut String, snap: &Snapshot) {
+    let tables = sorted_tables(snap);
+    if tables.is_empty() {
+        return;
+    }
+    o.push_str(
+        "<h2>Stick tables</h2>\n<table class=\"stick\" id=\"stick-tables\"><tr><th>name</th><th>type</th>\
+         <th>size</th><th>used</th><th>store</th><th>expire</th></tr>\n",
+    );
+    for t in tables {
+        let name = esc(&t.name);
+        let _ = writeln!(
+            o,
+            "<tr data-table=\"{name}\"><td class=\"name\">{name}</td><td class=\"type\">{}</td>\
+             <td class=\"size\">{}</td><td class=\"used\">{}</td><td class=\"store\">{}</td>\
+             <td class=\"expire\">{}</td></tr>",
+            esc(&key_type(t.def.key)),
+            t.def.size,
+            t.len(),
+            esc(&t.def.stored().join(",")),
+            expire_text(t.def.expire),
+        );
+    }
+    o.push_str("</table>\n");
 }
 
 fn responses_cells(o: &mut String, t: &Traffic) {
@@ -767,6 +822,7 @@ fn json_doc(page: &StatsPage, stats: &Stats, snap: Option<&Snapshot>) -> Value {
                 "conn_rate_max": s.conn_rate.max(),
                 "ereq": n(&t.req_errors),
                 "conns_cut": s.cut_counts(),
+                "dcon": n(&s.denied_conn),
                 "grpc_codes": codes(&g.codes, true),
             });
             merged(merged(own, traffic_json(t)), client_side_json(t))
@@ -831,6 +887,20 @@ fn json_doc(page: &StatsPage, stats: &Stats, snap: Option<&Snapshot>) -> Value {
         .collect();
     doc["frontends"] = frontends.into();
     doc["backends"] = backends.into();
+    doc["stick_tables"] = sorted_tables(snap)
+        .iter()
+        .map(|t| {
+            json!({
+                "name": t.name,
+                "type": key_type(t.def.key),
+                "size": t.def.size,
+                "used": t.len(),
+                "store": t.def.stored(),
+                "expire": expire_text(t.def.expire),
+            })
+        })
+        .collect::<Vec<_>>()
+        .into();
     doc["grpc_methods"] = method_entries(snap)
         .iter()
         .map(|(b, m)| method_json(b, m))

@@ -15,8 +15,8 @@ use super::{Ctx, ProxyDraft, R};
 use crate::acl::{split_cond, Condition, Stage};
 use crate::config::keywords::did_you_mean;
 use crate::config::{
-    Capture, ForwardFor, HeaderAction, ReqAction, ResAction, ReturnBody, ReturnSpec, Rule,
-    UseBackend,
+    Capture, ConnAction, ForwardFor, HeaderAction, ReqAction, ResAction, ReturnBody, ReturnSpec,
+    Rule, UseBackend,
 };
 use crate::observe::logformat::LogFormat as LineFormat;
 
@@ -147,7 +147,8 @@ const REQ_UNSUPPORTED: &[&str] = &[
     "replace-path",
     "replace-pathq",
     "replace-uri",
-    "sc-inc-gpc0",
+    "sc-inc-gpc1",
+    "sc-set-gpt0",
     "set-dst",
     "set-log-level",
     "set-map",
@@ -331,12 +332,18 @@ pub(crate) fn http_request(ctx: &mut Ctx, p: &mut ProxyDraft) -> R {
         },
         "return" => ReqAction::Return(Box::new(return_spec(head)?)),
         "use-service" => ReqAction::UseService(super::stats::use_service(ctx, head)?),
-        "track-sc0" | "track-sc1" | "track-sc2" => track_sc(ctx, head)?,
+        "track-sc0" | "track-sc1" | "track-sc2" => {
+            let (ctr, key, table) = track_sc(ctx, head, Stage::Request)?;
+            ReqAction::Track { ctr, key, table }
+        }
         a if a.starts_with("track-sc") => {
             return Err(format!(
                 "'http-request {a}': weir has stick counters 0 to 2 (expected track-sc0, track-sc1 or track-sc2)"
             ))
         }
+        a if a.starts_with("sc-inc-gpc0") => ReqAction::IncGpc0 {
+            ctr: sc_inc_gpc0(head)?,
+        },
         "set-path" | "set-query" | "set-uri" | "set-method" => {
             let a = args(head, 1, &format!("{action} <fmt>"))?;
             let fmt = format(&a[0], stage)?;
@@ -368,8 +375,37 @@ pub(crate) fn http_request(ctx: &mut Ctx, p: &mut ProxyDraft) -> R {
     Ok(())
 }
 
-/// `track-sc<n> <key> [table <table>]`
-fn track_sc(ctx: &Ctx, head: &[String]) -> Result<ReqAction, String> {
+/// `sc-inc-gpc0(<ctr>)`: the counter number.
+fn sc_inc_gpc0(head: &[String]) -> Result<usize, String> {
+    let a = head[0].as_str();
+    if head.len() > 1 {
+        return Err(format!(
+            "unexpected argument '{}' (expected 'sc-inc-gpc0(<ctr>)')",
+            head[1]
+        ));
+    }
+    match a
+        .strip_prefix("sc-inc-gpc0(")
+        .and_then(|r| r.strip_suffix(')'))
+    {
+        Some("0") => Ok(0),
+        Some("1") => Ok(1),
+        Some("2") => Ok(2),
+        Some(other) => Err(format!(
+            "'sc-inc-gpc0({other})': the stick counter must be 0, 1 or 2 (weir tracks sc0 to sc2)"
+        )),
+        None => Err(format!(
+            "'{a}': expected 'sc-inc-gpc0(<ctr>)' with the stick counter 0, 1 or 2"
+        )),
+    }
+}
+
+/// `track-sc<n> <key> [table <table>]`: the counter, key and table.
+fn track_sc(
+    ctx: &Ctx,
+    head: &[String],
+    stage: Stage,
+) -> Result<(usize, crate::acl::Expr, String), String> {
     let action = head[0].as_str();
     let usage = format!("{action} <key> [table <table>]");
     let ctr = usize::from(action.as_bytes()[8] - b'0');
@@ -388,9 +424,103 @@ fn track_sc(ctx: &Ctx, head: &[String]) -> Result<ReqAction, String> {
             ))
         }
     };
-    let key = crate::acl::Expr::parse(key, Stage::Request)
+    let key = crate::acl::Expr::parse(key, stage)
         .map_err(|e| format!("'{action}': invalid key expression '{key}': {e}"))?;
-    Ok(ReqAction::Track { ctr, key, table })
+    Ok((ctr, key, table))
+}
+
+// ------------------------------------------------------ tcp-request
+
+const CONN_ACTIONS: &[&str] = &[
+    "accept",
+    "reject",
+    "track-sc0",
+    "track-sc1",
+    "track-sc2",
+    "sc-inc-gpc0(<ctr>)",
+];
+
+/// HAProxy `tcp-request connection` actions weir does not run yet.
+const CONN_UNSUPPORTED: &[&str] = &[
+    "expect-netscaler-cip",
+    "expect-proxy",
+    "sc-inc-gpc1",
+    "sc-set-gpt0",
+    "set-dst",
+    "set-dst-port",
+    "set-mark",
+    "set-src",
+    "set-src-port",
+    "set-tos",
+    "set-var",
+    "silent-drop",
+    "unset-var",
+];
+
+/// `tcp-request connection <action> [{if | unless} <condition>]`
+pub(crate) fn tcp_request(ctx: &mut Ctx, p: &mut ProxyDraft) -> R {
+    let usage = ctx.usage;
+    let Some(kind) = ctx.words.get(1).map(String::as_str) else {
+        return Err(format!("missing rule type (expected '{usage}')"));
+    };
+    match kind {
+        "connection" => {}
+        "content" | "inspect-delay" | "session" => {
+            return Err(format!(
+                "'tcp-request {kind}' is not supported yet (weir supports 'tcp-request connection')"
+            ))
+        }
+        other => {
+            return Err(format!(
+                "unknown rule type 'tcp-request {other}' (expected 'tcp-request connection')"
+            ))
+        }
+    }
+    let (head, tail) = split_cond(&ctx.words[2..]);
+    let Some(action) = head.first() else {
+        return Err(format!(
+            "missing action (expected one of {})",
+            CONN_ACTIONS.join(", ")
+        ));
+    };
+    let stage = Stage::Connection;
+    let action = match action.as_str() {
+        "accept" => {
+            args(head, 0, "accept")?;
+            ConnAction::Accept
+        }
+        "reject" => {
+            args(head, 0, "reject")?;
+            ConnAction::Reject
+        }
+        "track-sc0" | "track-sc1" | "track-sc2" => {
+            let (ctr, key, table) = track_sc(ctx, head, stage)?;
+            ConnAction::Track { ctr, key, table }
+        }
+        a if a.starts_with("track-sc") => {
+            return Err(format!(
+                "'tcp-request connection {a}': weir has stick counters 0 to 2 (expected track-sc0, track-sc1 or track-sc2)"
+            ))
+        }
+        a if a.starts_with("sc-inc-gpc0") => ConnAction::IncGpc0 {
+            ctr: sc_inc_gpc0(head)?,
+        },
+        other => {
+            return Err(unknown_action(
+                "tcp-request connection",
+                other,
+                CONN_ACTIONS,
+                CONN_UNSUPPORTED,
+            ))
+        }
+    };
+    let cond = condition(ctx, p, tail, stage)?;
+    p.tcp_request_connection.push(Rule {
+        action,
+        cond,
+        loc: ctx.loc.clone(),
+    });
+    Ok(())
 }
 
 // --------------------------------------------------------- stick-table
@@ -408,13 +538,7 @@ pub(crate) fn stick_table(ctx: &mut Ctx, p: &mut ProxyDraft) -> R {
     let mut ty: Option<KeyType> = None;
     let mut len: Option<usize> = None;
     let mut size: Option<usize> = None;
-    let mut def = TableDef {
-        key: KeyType::Integer,
-        size: 0,
-        expire: std::time::Duration::ZERO,
-        http_req_rate: None,
-        http_req_cnt: false,
-    };
+    let mut def = TableDef::new(KeyType::Integer, 0, std::time::Duration::ZERO);
     let mut expire = None;
     let mut i = 0;
     while i < words.len() {
@@ -454,24 +578,7 @@ pub(crate) fn stick_table(ctx: &mut Ctx, p: &mut ProxyDraft) -> R {
                         Some((n, rest)) => (n, Some(rest.strip_suffix(')').ok_or_else(|| format!("'store': missing ')' in '{data}'"))?)),
                         None => (data, None),
                     };
-                    match (dname, arg) {
-                        ("http_req_cnt", None) => def.http_req_cnt = true,
-                        ("http_req_rate", Some(period)) => {
-                            let d = crate::config::units::parse_time(period).map_err(|e| format!("'store http_req_rate': {e}"))?;
-                            if d.is_zero() {
-                                return Err("'store http_req_rate': the period must not be 0".into());
-                            }
-                            def.http_req_rate = Some(d);
-                        }
-                        ("http_req_rate", None) => return Err("'store http_req_rate' needs a period: http_req_rate(<period>)".into()),
-                        ("http_req_cnt", Some(_)) => return Err("'store http_req_cnt' takes no argument".into()),
-                        ("conn_cur" | "conn_cnt" | "conn_rate" | "sess_cnt" | "sess_rate" | "http_err_cnt" | "http_err_rate" | "http_fail_cnt" | "http_fail_rate" | "bytes_in_cnt" | "bytes_in_rate" | "bytes_out_cnt" | "bytes_out_rate" | "gpc0" | "gpc0_rate" | "gpc1" | "gpc1_rate" | "gpt0" | "gpc" | "gpc_rate" | "gpt" | "server_id" | "server_key" | "server_name", _) => {
-                            return Err(format!("stick-table: 'store {dname}' is not supported yet (weir stores http_req_cnt and http_req_rate(<period>))"))
-                        }
-                        (other, _) => return Err(format!(
-                            "stick-table: unknown data type '{other}' in 'store' (expected http_req_cnt or http_req_rate(<period>))"
-                        )),
-                    }
+                    store(&mut def, dname, arg)?;
                 }
             }
             "peers" | "srvkey" | "write-to" | "recv-only" => {
@@ -499,6 +606,50 @@ pub(crate) fn stick_table(ctx: &mut Ctx, p: &mut ProxyDraft) -> R {
     // least recently used goes).
     def.expire = expire.unwrap_or(std::time::Duration::MAX);
     p.stick_table = Some((def, ctx.loc.clone()));
+    Ok(())
+}
+
+/// One data type of a `store` list: `conn_cur`, `http_req_rate(10s)`, ...
+fn store(def: &mut crate::stick::TableDef, name: &str, arg: Option<&str>) -> R {
+    const STORED: &str = "conn_cnt, conn_cur, conn_rate(<period>), gpc0, gpc0_rate(<period>), http_req_cnt, http_req_rate(<period>), http_err_cnt or http_err_rate(<period>)";
+    let rate = |arg: Option<&str>| -> Result<Option<std::time::Duration>, String> {
+        let Some(period) = arg else {
+            return Err(format!("'store {name}' needs a period: {name}(<period>)"));
+        };
+        let d =
+            crate::config::units::parse_time(period).map_err(|e| format!("'store {name}': {e}"))?;
+        if d.is_zero() {
+            return Err(format!("'store {name}': the period must not be 0"));
+        }
+        Ok(Some(d))
+    };
+    let flag = |arg: Option<&str>| match arg {
+        None => Ok(true),
+        Some(_) => Err(format!("'store {name}' takes no argument")),
+    };
+    match name {
+        "http_req_cnt" => def.http_req_cnt = flag(arg)?,
+        "http_req_rate" => def.http_req_rate = rate(arg)?,
+        "conn_cnt" => def.conn_cnt = flag(arg)?,
+        "conn_cur" => def.conn_cur = flag(arg)?,
+        "conn_rate" => def.conn_rate = rate(arg)?,
+        "http_err_cnt" => def.http_err_cnt = flag(arg)?,
+        "http_err_rate" => def.http_err_rate = rate(arg)?,
+        "gpc0" => def.gpc0 = flag(arg)?,
+        "gpc0_rate" => def.gpc0_rate = rate(arg)?,
+        "sess_cnt" | "sess_rate" | "http_fail_cnt" | "http_fail_rate" | "bytes_in_cnt"
+        | "bytes_in_rate" | "bytes_out_cnt" | "bytes_out_rate" | "gpc1" | "gpc1_rate" | "gpt0"
+        | "gpc" | "gpc_rate" | "gpt" | "server_id" | "server_key" | "server_name" => {
+            return Err(format!(
+                "stick-table: 'store {name}' is not supported yet (weir stores {STORED})"
+            ))
+        }
+        other => {
+            return Err(format!(
+                "stick-table: unknown data type '{other}' in 'store' (expected {STORED})"
+            ))
+        }
+    }
     Ok(())
 }
 
