@@ -114,13 +114,19 @@ pub async fn serve<S>(
         fe.backend.clone()
     } else {
         let (parts, ()) = http::Request::new(()).into_parts();
+        // What `tcp-request connection track-sc*` tracked, for `sc_*`
+        // fetches in the conditions.
+        let track = (!fe.tables.is_empty())
+            .then(|| crate::stick::conns::get(local, peer))
+            .flatten()
+            .map(|c| crate::stick::ReqTrack::view_conn(fe.tables.clone(), &c));
         let env = crate::http::rules::Env {
             src: peer,
             dst: local,
             frontend: &fe.name,
             backend: None,
             tls: None,
-            track: None,
+            track: track.as_ref(),
         };
         crate::http::rules::route(&fe, &parts, &env).ok()
     };

@@ -645,6 +645,18 @@ impl ReqTrack {
         t
     }
 
+    /// What a connection tracked, read-only (nothing is counted): the
+    /// `sc_*` fetches of a `mode tcp` connection's `use_backend` rules.
+    pub fn view_conn(tables: Arc<Tables>, conn: &ConnTrack) -> ReqTrack {
+        let t = ReqTrack::new(tables);
+        for (slot, c) in t.sc.iter().zip(&conn.sc) {
+            if let Some(c) = c {
+                let _ = slot.set(c.clone());
+            }
+        }
+        t
+    }
+
     /// The counters of a connection, for its `tcp-request connection` rules.
     pub fn connection(tables: Arc<Tables>) -> ReqTrack {
         ReqTrack {

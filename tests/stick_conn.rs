@@ -434,3 +434,69 @@ async fn the_stats_page_lists_the_stick_tables() {
     assert_eq!(t["store"][0], "conn_cur");
     assert_eq!(doc["frontends"][0]["dcon"], 0);
 }
+
+#[tokio::test]
+async fn sc_fetches_are_readable_from_log_format() {
+    let echo = echo_servers(1).await;
+    let addrs: Vec<_> = echo.iter().map(|e| e.addr).collect();
+    let (sock, log_addr) = log_socket().await;
+    let text = format!(
+        "{DEFAULTS}frontend fe\n    bind 127.0.0.1:0\n\
+         \x20   log {log_addr} format raw local0\n\
+         \x20   log-format \"conn=%[sc0_conn_cur] reqs=%[sc_http_req_cnt(0)] rate=%[sc0_http_req_rate] sub=%[sc_http_req_cnt(1)]\"\n\
+         \x20   tcp-request connection track-sc0 src table conns\n\
+         \x20   default_backend be\n\
+         backend be\n{}\
+         backend conns\n    stick-table type ip size 100 expire 30s store conn_cur,http_req_cnt,http_req_rate(10s)\n",
+        server_lines(&addrs, "")
+    );
+    let p = start_proxy(&text).await;
+    let ch = channel(fe_addr(&p)).await;
+    grpc_call::<&str>(&ch, GREET, &[]).await.expect("call");
+    let first = recv_text(&sock).await;
+    grpc_call::<&str>(&ch, GREET, &[]).await.expect("call");
+    let second = recv_text(&sock).await;
+    // The connection's counters, as the request ends: one connection
+    // open, the requests counted so far; sc1 is not tracked ("-").
+    assert!(first.ends_with("conn=1 reqs=1 rate=1 sub=-"), "{first}");
+    assert!(second.ends_with("conn=1 reqs=2 rate=2 sub=-"), "{second}");
+}
+
+#[tokio::test]
+async fn tcp_mode_use_backend_reads_connection_counters() {
+    // Two TCP servers that each answer with their own name.
+    let mut srvs = Vec::new();
+    for name in [&b"one"[..], &b"two"[..]] {
+        let l = tokio::net::TcpListener::bind(ANY).await.expect("bind");
+        srvs.push(l.local_addr().expect("addr"));
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    let _ = s.write_all(name).await;
+                });
+            }
+        });
+    }
+    let text = format!(
+        "defaults\n    mode tcp\n    timeout connect 2s\n    timeout client 30s\n    timeout server 30s\n\
+         frontend fe\n    bind 127.0.0.1:0\n\
+         \x20   tcp-request connection track-sc0 src table conns\n\
+         \x20   use_backend second if {{ sc0_conn_cnt gt 2 }}\n\
+         \x20   default_backend first\n\
+         backend first\n    server s1 {}\n\
+         backend second\n    server s2 {}\n\
+         backend conns\n    stick-table type ip size 100 expire 30s store conn_cnt\n",
+        srvs[0], srvs[1]
+    );
+    let p = start_proxy(&text).await;
+    let addr = fe_addr(&p);
+    let mut got = Vec::new();
+    for _ in 0..4 {
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let mut buf = [0u8; 3];
+        within(5, s.read_exact(&mut buf)).await.expect("answer");
+        got.push(String::from_utf8_lossy(&buf).into_owned());
+    }
+    // The third connection of this client onwards goes to `second`.
+    assert_eq!(got, ["one", "one", "two", "two"]);
+}

@@ -40,6 +40,9 @@ pub struct PendingLog {
     res_headers: Option<HeaderMap>,
     /// TLS facts for `%[ssl_fc_sni]`, `%[ssl_c_s_dn]`, ... (when samples are used).
     tls: Option<crate::acl::TlsInfo>,
+    /// The request's stick counters, for `%[sc_http_req_rate(0)]` and
+    /// the other `sc_*` samples (when samples are used).
+    track: Option<Arc<crate::stick::ReqTrack>>,
     written: bool,
 }
 
@@ -132,6 +135,7 @@ impl PendingLog {
             },
             req,
             res_headers: None,
+            track: None,
             written: false,
         }))
     }
@@ -203,6 +207,13 @@ impl PendingLog {
         }
     }
 
+    /// The request's stick counters (read by `sc_*` samples at the end).
+    pub fn track(&mut self, t: &Arc<crate::stick::ReqTrack>) {
+        if self.req.is_some() {
+            self.track = Some(t.clone());
+        }
+    }
+
     pub fn is_written(&self) -> bool {
         self.written
     }
@@ -225,7 +236,7 @@ impl PendingLog {
                     frontend: &self.rec.frontend,
                     backend: Some(&self.rec.backend),
                     tls: self.tls.as_ref(),
-                    track: None,
+                    track: self.track.as_deref(),
                 };
                 let empty = HeaderMap::new();
                 let res = ResInput {

@@ -64,6 +64,9 @@ pub async fn handle(
     });
     if let Some(t) = &track {
         tally.track(t.clone());
+        if let Some(l) = log.as_mut() {
+            l.track(t);
+        }
     }
     let mut env = Env {
         src: conn.peer,
