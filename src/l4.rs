@@ -103,6 +103,7 @@ pub async fn serve<S>(
     local: SocketAddr,
     fe: Arc<Frontend>,
     mut shutdown: watch::Receiver<bool>,
+    conn_track: Option<Arc<crate::stick::ConnTrack>>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -116,10 +117,9 @@ pub async fn serve<S>(
         let (parts, ()) = http::Request::new(()).into_parts();
         // What `tcp-request connection track-sc*` tracked, for `sc_*`
         // fetches in the conditions.
-        let track = (!fe.tables.is_empty())
-            .then(|| crate::stick::conns::get(local, peer))
-            .flatten()
-            .map(|c| crate::stick::ReqTrack::view_conn(fe.tables.clone(), &c));
+        let track = conn_track
+            .as_deref()
+            .map(|c| crate::stick::ReqTrack::view_conn(fe.tables.clone(), c));
         let env = crate::http::rules::Env {
             src: peer,
             dst: local,

@@ -68,11 +68,14 @@ async fn permit(sem: &Option<Arc<Semaphore>>) -> Option<OwnedSemaphorePermit> {
 }
 
 /// What a client connection watches: the slot its requests take their
-/// frontend from, and the proxy's stop signal for connections.
+/// frontend from, the proxy's stop signal for connections, and what its
+/// `tcp-request connection track-sc*` rules tracked (its requests' sc0..2;
+/// `conn_cur` goes back down when the last holder lets go).
 #[derive(Clone)]
 pub struct ConnCtl {
     pub slot: Arc<crate::runtime::FrontendSlot>,
     pub stop: watch::Receiver<bool>,
+    pub track: Option<Arc<crate::stick::ConnTrack>>,
 }
 
 /// Accepts connections for one bind line until shutdown.
@@ -120,16 +123,17 @@ pub async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let fe = fe.clone();
-        let ctl = ctl.clone();
+        let mut ctl = ctl.clone();
         let builder = builder.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
             let _permits = permits;
             let local = stream.local_addr().unwrap_or(peer);
             // `tcp-request connection` rules, before any byte is read.
-            let Some(_tracked) = admit(&fe, peer, local) else {
+            let Some(track) = admit(&fe, peer, local) else {
                 return;
             };
+            ctl.track = track;
             let _counted = Counted::new(fe.clone());
             handle_conn(stream, peer, local, fe, tls, age, builder, ctl).await;
         });
@@ -144,7 +148,7 @@ fn admit(
     fe: &Frontend,
     peer: SocketAddr,
     local: SocketAddr,
-) -> Option<Option<crate::stick::conns::Registered>> {
+) -> Option<Option<Arc<crate::stick::ConnTrack>>> {
     if fe.tcp_request_connection.is_empty() {
         return Some(None);
     }
@@ -164,11 +168,7 @@ fn admit(
         return None;
     }
     let tracked = track.map(crate::stick::ReqTrack::into_conn);
-    Some(
-        tracked
-            .filter(|t| !t.is_empty())
-            .map(|t| crate::stick::conns::register(local, peer, t)),
-    )
+    Some(tracked.filter(|t| !t.is_empty()).map(Arc::new))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -187,7 +187,7 @@ async fn handle_conn(
             Mode::Http => {
                 crate::http::serve(stream, peer, local, None, age, fe, builder, ctl).await
             }
-            Mode::Tcp => crate::l4::serve(stream, peer, local, fe, ctl.stop).await,
+            Mode::Tcp => crate::l4::serve(stream, peer, local, fe, ctl.stop, ctl.track).await,
         };
     };
     // The handshake is bounded like a request's headers.
@@ -224,6 +224,6 @@ async fn handle_conn(
         Mode::Http => {
             crate::http::serve(stream, peer, local, Some(info), age, fe, builder, ctl).await
         }
-        Mode::Tcp => crate::l4::serve(stream, peer, local, fe, ctl.stop).await,
+        Mode::Tcp => crate::l4::serve(stream, peer, local, fe, ctl.stop, ctl.track).await,
     }
 }

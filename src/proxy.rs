@@ -208,6 +208,7 @@ impl Running {
                     let ctl = crate::listener::ConnCtl {
                         slot: slot.clone(),
                         stop: conns_stop.clone(),
+                        track: None,
                     };
                     per_worker[w].push((l, fe.clone(), bind.clone(), rx.clone(), ctl));
                 }

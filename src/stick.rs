@@ -767,66 +767,6 @@ impl ReqTrack {
     }
 }
 
-/// The counters each open client connection tracked, by (local, peer)
-/// address, for the requests of that connection (the HTTP layer gets the
-/// connection's addresses, not the connection). Only connections that
-/// tracked something are here; a frontend without `tcp-request connection
-/// track-sc*` never touches it.
-pub mod conns {
-    use super::ConnTrack;
-    use std::collections::HashMap;
-    use std::net::SocketAddr;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::{Arc, Mutex, OnceLock};
-
-    type Map = HashMap<(SocketAddr, SocketAddr), Arc<ConnTrack>>;
-
-    const SHARDS: usize = 16;
-    static LIVE: AtomicUsize = AtomicUsize::new(0);
-
-    fn shards() -> &'static [Mutex<Map>; SHARDS] {
-        static S: OnceLock<[Mutex<Map>; SHARDS]> = OnceLock::new();
-        S.get_or_init(Default::default)
-    }
-
-    fn shard(peer: &SocketAddr) -> std::sync::MutexGuard<'static, Map> {
-        // Client ports differ from one connection to the next.
-        let i = usize::from(peer.port()) % SHARDS;
-        shards()[i].lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Removes the connection's entry when the connection ends.
-    #[derive(Debug)]
-    pub struct Registered {
-        key: (SocketAddr, SocketAddr),
-    }
-
-    impl Drop for Registered {
-        fn drop(&mut self) {
-            if shard(&self.key.1).remove(&self.key).is_some() {
-                LIVE.fetch_sub(1, Ordering::Relaxed);
-            }
-        }
-    }
-
-    /// Registers what connection `local` <- `peer` tracked while it lives.
-    pub fn register(local: SocketAddr, peer: SocketAddr, t: ConnTrack) -> Registered {
-        let key = (local, peer);
-        if shard(&peer).insert(key, Arc::new(t)).is_none() {
-            LIVE.fetch_add(1, Ordering::Relaxed);
-        }
-        Registered { key }
-    }
-
-    /// What connection `local` <- `peer` tracked, if anything.
-    pub fn get(local: SocketAddr, peer: SocketAddr) -> Option<Arc<ConnTrack>> {
-        if LIVE.load(Ordering::Relaxed) == 0 {
-            return None;
-        }
-        shard(&peer).get(&(local, peer)).cloned()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,6 +25,9 @@ pub struct ConnInfo {
     pub accepted: SystemTime,
     /// TLS facts of the client connection (`None` for cleartext).
     pub tls: Option<crate::acl::TlsInfo>,
+    /// What the connection's `tcp-request connection track-sc*` rules
+    /// tracked: its requests' sc0..2.
+    pub track: Option<Arc<crate::stick::ConnTrack>>,
 }
 
 /// A request's log line in the making.

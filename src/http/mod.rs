@@ -283,6 +283,7 @@ pub async fn serve<S>(
     let crate::listener::ConnCtl {
         slot,
         stop: mut shutdown,
+        track,
     } = ctl;
     let mut retired = slot.retired();
     // Each request takes the frontend current at its arrival: after a
@@ -294,6 +295,7 @@ pub async fn serve<S>(
         local,
         accepted: std::time::SystemTime::now(),
         tls,
+        track,
     });
     let service = service_fn(move |req| {
         let fe = svc_slot.current();

@@ -56,8 +56,8 @@ pub async fn handle(
     // track-sc*`) are the request's too. The tally counts the response's
     // errors (`http_err_*`) in them at the end.
     let track = (!fe.tables.is_empty()).then(|| {
-        let t = match crate::stick::conns::get(conn.local, conn.peer) {
-            Some(c) => crate::stick::ReqTrack::with_conn(fe.tables.clone(), &c),
+        let t = match &conn.track {
+            Some(c) => crate::stick::ReqTrack::with_conn(fe.tables.clone(), c),
             None => crate::stick::ReqTrack::new(fe.tables.clone()),
         };
         Arc::new(t)
