@@ -583,6 +583,24 @@ fn finish(state: State, diags: &mut Diags) -> Config {
             found.push((loc.clone(), format!("{what}: {e}{close}")));
         }
     };
+    // `track-scN <key> table <t>`: the table, and those the key reads.
+    let check_track = |found: &mut Vec<(Loc, String)>,
+                       what: &str,
+                       table: &str,
+                       key: &crate::acl::Expr,
+                       loc: &Loc| {
+        if let Err(e) = has_table(table) {
+            let hint = if e.starts_with("no stick-table") {
+                ", or add 'table <backend>')"
+            } else {
+                ""
+            };
+            found.push((loc.clone(), format!("{what}: {e}{hint}")));
+        }
+        for t in key.tables() {
+            check(found, what, t, loc);
+        }
+    };
     let conds = |c: Option<&crate::acl::Condition>| -> Vec<String> {
         c.map(|c| c.tables().map(str::to_string).collect())
             .unwrap_or_default()
@@ -591,17 +609,7 @@ fn finish(state: State, diags: &mut Diags) -> Config {
         for r in &f.tcp_request_connection {
             if let super::ConnAction::Track { ctr, table, key } = &r.action {
                 let what = format!("'tcp-request connection track-sc{ctr}'");
-                if let Err(e) = has_table(table) {
-                    let hint = if e.starts_with("no stick-table") {
-                        ", or add 'table <backend>')"
-                    } else {
-                        ""
-                    };
-                    found.push((r.loc.clone(), format!("{what}: {e}{hint}")));
-                }
-                for t in key.tables() {
-                    check(&mut found, &what, t, &r.loc);
-                }
+                check_track(&mut found, &what, table, key, &r.loc);
             }
             for t in conds(r.cond.as_ref()) {
                 check(&mut found, "'tcp-request connection'", &t, &r.loc);
@@ -620,17 +628,7 @@ fn finish(state: State, diags: &mut Diags) -> Config {
     for r in req_rules {
         if let super::ReqAction::Track { ctr, table, key } = &r.action {
             let what = format!("'http-request track-sc{ctr}'");
-            if let Err(e) = has_table(table) {
-                let hint = if e.starts_with("no stick-table") {
-                    ", or add 'table <backend>')"
-                } else {
-                    ""
-                };
-                found.push((r.loc.clone(), format!("{what}: {e}{hint}")));
-            }
-            for t in key.tables() {
-                check(&mut found, &what, t, &r.loc);
-            }
+            check_track(&mut found, &what, table, key, &r.loc);
         }
         for t in conds(r.cond.as_ref()) {
             check(&mut found, "'http-request'", &t, &r.loc);
