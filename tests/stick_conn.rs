@@ -500,3 +500,53 @@ async fn tcp_mode_use_backend_reads_connection_counters() {
     // The third connection of this client onwards goes to `second`.
     assert_eq!(got, ["one", "one", "two", "two"]);
 }
+
+/// examples/grpc-rate-limit.cfg as shipped, addresses swapped for test ones.
+#[tokio::test]
+async fn the_rate_limit_example_works_as_documented() {
+    let echo = echo_servers(1).await;
+    let mut text = std::fs::read_to_string("examples/grpc-rate-limit.cfg").expect("example");
+    for port in ["3004", "8405"] {
+        text = text.replace(&format!("bind 127.0.0.1:{port}"), "bind 127.0.0.1:0");
+    }
+    for port in ["50051", "50052", "50053"] {
+        text = text.replace(&format!("127.0.0.1:{port}"), &echo[0].addr.to_string());
+    }
+    let p = start_proxy(&text).await;
+    let addr = p.local_addr("fe_grpc").expect("fe_grpc");
+    let ch = channel(addr).await;
+    let call = |who: &'static str| {
+        let ch = ch.clone();
+        async move { grpc_call(&ch, GREET, &[("x-client", who)]).await }
+    };
+    // 100 calls in 10 s per caller go through; the 101st is refused with
+    // the rate period as pushback.
+    for _ in 0..100 {
+        call("alice").await.expect("within the limit");
+    }
+    let e = call("alice").await.expect_err("over the limit");
+    assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e:?}");
+    assert_eq!(
+        e.metadata()
+            .get("grpc-retry-pushback-ms")
+            .and_then(|v| v.to_str().ok()),
+        Some("10000")
+    );
+    // Each refusal is a client error: past 10 of them, 403.
+    for _ in 0..10 {
+        let e = call("alice").await.expect_err("over the limit");
+        assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e:?}");
+    }
+    let e = call("alice").await.expect_err("too many errors");
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
+    // Another caller is not affected.
+    call("bob").await.expect("another caller");
+    // 20 connections from one address at once: the 21st is closed at once.
+    let mut held = Vec::new();
+    for _ in 0..19 {
+        held.push(tokio::net::TcpStream::connect(addr).await.expect("connect"));
+    }
+    call("bob").await.expect("20 connections are fine");
+    assert!(closed_at_once(addr).await, "21st connection accepted");
+    drop(held);
+}
