@@ -190,6 +190,23 @@ async fn handle_conn(
             Mode::Tcp => crate::l4::serve(stream, peer, local, fe, ctl.stop, ctl.track).await,
         };
     };
+    // Boxed: inline, the TLS handshake and TLS stream states would make
+    // every cleartext connection's task as large as a TLS one's.
+    Box::pin(handle_tls(stream, peer, local, fe, tls, age, builder, ctl)).await
+}
+
+/// [`handle_conn`] for a `bind ... ssl` line: the handshake, then serving.
+#[allow(clippy::too_many_arguments)]
+async fn handle_tls(
+    stream: TcpStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+    fe: Arc<Frontend>,
+    tls: BindTls,
+    age: crate::http::ConnAge,
+    builder: Arc<hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>>,
+    ctl: ConnCtl,
+) {
     // The handshake is bounded like a request's headers.
     let limit = fe
         .timeouts
