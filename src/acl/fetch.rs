@@ -110,33 +110,27 @@ pub(crate) enum ScOp {
     ClrGpc0,
 }
 
-/// `sc_` / `scN_` fetch suffixes and what they do.
-const SC_OPS: &[(&str, ScOp)] = &[
-    ("http_req_rate", ScOp::Read(Data::HttpReqRate)),
-    ("http_req_cnt", ScOp::Read(Data::HttpReqCnt)),
-    ("conn_cnt", ScOp::Read(Data::ConnCnt)),
-    ("conn_cur", ScOp::Read(Data::ConnCur)),
-    ("conn_rate", ScOp::Read(Data::ConnRate)),
-    ("http_err_cnt", ScOp::Read(Data::HttpErrCnt)),
-    ("http_err_rate", ScOp::Read(Data::HttpErrRate)),
-    ("get_gpc0", ScOp::Read(Data::Gpc0)),
-    ("gpc0_rate", ScOp::Read(Data::Gpc0Rate)),
-    ("inc_gpc0", ScOp::IncGpc0),
-    ("clr_gpc0", ScOp::ClrGpc0),
-];
+/// The fetch suffix that reads a data type (`sc_<suffix>`, `src_<suffix>`):
+/// its `store` name, except `gpc0`, which HAProxy reads as `get_gpc0`.
+fn read_suffixes() -> impl Iterator<Item = (&'static str, Data)> {
+    Data::ALL
+        .iter()
+        .map(|&(n, d)| (if n == "gpc0" { "get_gpc0" } else { n }, d))
+}
 
-/// `src_` fetch suffixes.
-const SRC_DATA: &[(&str, Data)] = &[
-    ("http_req_rate", Data::HttpReqRate),
-    ("http_req_cnt", Data::HttpReqCnt),
-    ("conn_cnt", Data::ConnCnt),
-    ("conn_cur", Data::ConnCur),
-    ("conn_rate", Data::ConnRate),
-    ("http_err_cnt", Data::HttpErrCnt),
-    ("http_err_rate", Data::HttpErrRate),
-    ("get_gpc0", Data::Gpc0),
-    ("gpc0_rate", Data::Gpc0Rate),
-];
+/// The data type a `src_<suffix>` fetch reads.
+fn src_data(suffix: &str) -> Option<Data> {
+    read_suffixes().find(|(n, _)| *n == suffix).map(|(_, d)| d)
+}
+
+/// What an `sc_<suffix>` / `scN_<suffix>` fetch does.
+fn sc_op(suffix: &str) -> Option<ScOp> {
+    match suffix {
+        "inc_gpc0" => Some(ScOp::IncGpc0),
+        "clr_gpc0" => Some(ScOp::ClrGpc0),
+        _ => src_data(suffix).map(ScOp::Read),
+    }
+}
 
 /// Fetches that read only the connection (usable in `tcp-request
 /// connection` rules): the constants, addresses, names and stick counters.
@@ -168,13 +162,16 @@ pub(crate) fn names() -> &'static [&'static str] {
     static ALL: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
     ALL.get_or_init(|| {
         let mut v: Vec<&'static str> = NAMES.to_vec();
-        for (op, _) in SC_OPS {
+        for (d, _) in read_suffixes() {
+            v.push(Box::leak(format!("src_{d}").into_boxed_str()));
+        }
+        let ops = read_suffixes()
+            .map(|(n, _)| n)
+            .chain(["inc_gpc0", "clr_gpc0"]);
+        for op in ops {
             for p in ["sc_", "sc0_", "sc1_", "sc2_"] {
                 v.push(Box::leak(format!("{p}{op}").into_boxed_str()));
             }
-        }
-        for (d, _) in SRC_DATA {
-            v.push(Box::leak(format!("src_{d}").into_boxed_str()));
         }
         v.sort_unstable();
         v.dedup();
@@ -581,7 +578,7 @@ fn build_known(name: &'static str, args: &[String]) -> Result<Built, String> {
         }
         _ if name.starts_with("sc") => {
             let (ctr, op) = name.split_once('_').unwrap_or((name, ""));
-            let Some(op) = SC_OPS.iter().find(|(n, _)| *n == op).map(|(_, o)| *o) else {
+            let Some(op) = sc_op(op) else {
                 return Err(format!("unknown fetch method '{name}'"));
             };
             let (ctr, table) = if ctr == "sc" {
@@ -604,10 +601,7 @@ fn build_known(name: &'static str, args: &[String]) -> Result<Built, String> {
         }
         _ if name.starts_with("src_") => {
             let a = a(&format!("{name}([<table>])"), 0, 1)?;
-            let data = name
-                .strip_prefix("src_")
-                .and_then(|d| SRC_DATA.iter().find(|(n, _)| *n == d))
-                .map(|(_, d)| *d);
+            let data = name.strip_prefix("src_").and_then(src_data);
             let Some(data) = data else {
                 return Err(format!("unknown fetch method '{name}'"));
             };
