@@ -99,6 +99,20 @@ SCENARIOS = {
         what="As (a), but the proxies only copy bytes: weir and haproxy `mode tcp`, "
              "nginx `stream {}`. 16 client connections, spread per connection.",
     ),
+    "l4s": dict(
+        title="(l4s) L4 / mode tcp, small unary calls, with and without splice",
+        kind="unary", mode="tcp", path=UNARY, payload=64,
+        c=16, m=32, targets=["direct", "weir", "weir-splice", "haproxy", "haproxy-splice"],
+        what="As (l4); `weir-splice` and `haproxy-splice` read bench/configs/proxy-tcp-splice.cfg "
+             "(proxy-tcp.cfg plus `option splice-auto`).",
+    ),
+    "l4b": dict(
+        title="(l4b) L4 / mode tcp, 1 MiB messages, with and without splice",
+        kind="large", mode="tcp", path=UNARY, payload=1024 * 1024,
+        c=4, m=2, targets=["direct", "weir", "weir-splice", "haproxy", "haproxy-splice", "nginx"],
+        what="As (b) 1 MiB, but through `mode tcp` / nginx `stream {}`; `weir-splice` and "
+             "`haproxy-splice` read bench/configs/proxy-tcp-splice.cfg (`option splice-auto`).",
+    ),
     "e": dict(
         title="(e) small unary calls, TLS on the frontend",
         kind="unary", mode="tls", path=UNARY, payload=64,
@@ -136,8 +150,8 @@ SCENARIOS = {
              "connections are held.",
     ),
 }
-DEFAULT_ORDER = ["a", "lat", "b64k", "b1m", "c", "l4", "e", "d", "policy", "observe"]
-ALIASES = {"b": ["b64k", "b1m"], "all": DEFAULT_ORDER}
+DEFAULT_ORDER = ["a", "lat", "b64k", "b1m", "c", "l4", "l4b", "e", "d", "policy", "observe"]
+ALIASES = {"b": ["b64k", "b1m"], "splice": ["l4s", "l4b"], "all": DEFAULT_ORDER + ["l4s"]}
 
 
 # ------------------------------------------------------------ process care
@@ -498,11 +512,15 @@ class Bench:
         sub = os.path.join(self.work, f"{target}-{mode}-{port}")
         os.makedirs(sub)
         logf = os.path.join(sub, "stderr.log")
-        if target in ("weir", "weir-b"):
+        # "<proxy>-splice": mode tcp with `option splice-auto`.
+        base = target[:-len("-splice")] if target.endswith("-splice") else target
+        if base != target:
+            config = "proxy-tcp-splice.cfg"
+        if base in ("weir", "weir-b"):
             tmpl = config or {"http": "proxy-http.cfg", "tcp": "proxy-tcp.cfg", "tls": "proxy-tls.cfg"}[mode]
             cfg = self.render(tmpl, os.path.join(sub, "weir.cfg"), port, sub, stats_port)
-            argv = [os.path.join(self.args.bin_dir, target), "-f", cfg]
-        elif target == "haproxy":
+            argv = [os.path.join(self.args.bin_dir, base), "-f", cfg]
+        elif base == "haproxy":
             tmpl = config or {"http": "proxy-http.cfg", "tcp": "proxy-tcp.cfg", "tls": "proxy-tls.cfg"}[mode]
             cfg = self.render(tmpl, os.path.join(sub, "haproxy.cfg"), port, sub, stats_port)
             # haproxy-extra.cfg: "no strict-limits" (see the file).
@@ -1122,12 +1140,14 @@ def render_markdown(meta, records, scenario_ids, unavailable, elapsed):
         has_direct = "direct" in scen["targets"]
         has_b = "weir-b" in scen["targets"]
         has_haproxy = "haproxy" in scen["targets"]
+        # With splice targets: a "÷ weir" column (each against plain weir).
+        has_weir_base = any(t.endswith("-splice") for t in scen["targets"])
         scrape = scen.get("scrape")
 
         def ratio_cells(t):
             cells = []
             for base in ((["direct"] if has_direct else []) + (["haproxy"] if has_haproxy else [])
-                         + (["weir-b"] if has_b else [])):
+                         + (["weir-b"] if has_b else []) + (["weir"] if has_weir_base else [])):
                 if t == base:
                     cells.append("1")
                 else:
@@ -1142,6 +1162,8 @@ def render_markdown(meta, records, scenario_ids, unavailable, elapsed):
                 heads.append(f"{label} ÷ haproxy")
             if has_b:
                 heads.append(f"{label} ÷ weir-b")
+            if has_weir_base:
+                heads.append(f"{label} ÷ weir")
             return heads
 
         if kind in ("unary", "lat", "large", "stream"):

@@ -149,6 +149,8 @@ pub struct Frontend {
     pub logger: Option<Arc<Logger>>,
     /// `option tcplog` (and a tcp-mode frontend).
     pub tcplog: bool,
+    /// `option splice-*` (mode tcp, added to the backend's).
+    pub splice: crate::config::Splice,
     /// `option log-json`: the tcplog line is written as JSON (the httplog
     /// layout carries its own flag).
     pub log_json: bool,
@@ -288,6 +290,7 @@ impl Snapshot {
                 active: AtomicU32::new(0),
                 logger,
                 tcplog: f.options.tcplog && f.mode == Mode::Tcp,
+                splice: f.options.splice,
                 log_json: f.options.log_json,
                 stats: stats.frontend(&f.name),
                 registry: stats.clone(),

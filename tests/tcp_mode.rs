@@ -382,15 +382,21 @@ async fn three_hosts_one_port() -> (Vec<weir_echo::EchoHandle>, u16) {
     panic!("could not bind one port on three loopback addresses");
 }
 
+/// examples/tcp-grpc.cfg as shipped (the issue's config plus `option
+/// splice-auto`), with its ports swapped for free ones.
 #[tokio::test]
-async fn the_issue_tcp_config_spreads_grpc_connections_over_three_servers() {
+async fn the_tcp_grpc_example_spreads_grpc_connections_over_three_servers() {
     let (servers, port) = three_hosts_one_port().await;
-    let cfg = format!(
-        "global\n    maxconn 4096\ndefaults\n    mode tcp\n    option tcplog\n    timeout connect 5000\n    timeout client 50000\n    timeout server 50000\n\
-         frontend grpc_frontend\n    bind 127.0.0.1:0\n    default_backend grpc_backend\n\
-         backend grpc_backend\n    balance roundrobin\n    option tcp-check\n    tcp-check connect port {port}\n\
-         \x20   server srv1 127.0.0.1:{port} check\n    server srv2 127.0.0.2:{port} check\n    server srv3 127.0.0.3:{port} check\n"
-    );
+    let shipped = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/tcp-grpc.cfg"
+    ))
+    .unwrap();
+    assert!(shipped.contains("option splice-auto"));
+    let cfg = shipped
+        .replace("127.0.0.1:50050", "127.0.0.1:0")
+        .replace(":50051", &format!(":{port}"))
+        .replace("port 50051", &format!("port {port}"));
     let proxy = start_proxy(&cfg).await;
     let addr = proxy.local_addr("grpc_frontend").unwrap();
     let mut seen = HashMap::new();
@@ -406,6 +412,20 @@ async fn the_issue_tcp_config_spreads_grpc_connections_over_three_servers() {
     }
     assert_eq!(seen.len(), 3, "{seen:?}");
     assert!(seen.values().all(|&n| n == 6), "{seen:?}");
+    // A 2 MiB call is bulk data: splice-auto moves it through pipes.
+    let mut client = echo_client(addr).await;
+    let big = EchoRequest {
+        payload: vec![1u8; 2 << 20].into(),
+        ..Default::default()
+    };
+    let r = within(10, client.unary(big)).await.expect("ok");
+    assert_eq!(r.into_inner().payload.len(), 2 << 20);
+    drop(client);
+    let fe = proxy.stats().frontend("grpc_frontend");
+    wait_for(5, "spliced bytes", || {
+        fe.spliced_bytes.load(std::sync::atomic::Ordering::Relaxed) > 0
+    })
+    .await;
     drop(servers);
 }
 

@@ -75,6 +75,8 @@ pub struct Backend {
     hash_type: config::HashType,
     /// `option allbackups`
     allbackups: bool,
+    /// `option splice-*` (mode tcp, added to the frontend's).
+    pub splice: crate::config::Splice,
 }
 
 /// The key a hashing algorithm balances on.
@@ -236,6 +238,7 @@ impl Backend {
             },
             hash_type: b.hash_type,
             allbackups: b.options.allbackups,
+            splice: b.options.splice,
         }
     }
 

@@ -485,6 +485,10 @@ pub(crate) enum OptionKind {
     Redispatch,
     /// `option allbackups`
     Allbackups,
+    /// `option splice-auto`, `option splice-request`, `option splice-response`
+    SpliceAuto,
+    SpliceRequest,
+    SpliceResponse,
     Ignored(Effect),
 }
 
@@ -540,9 +544,9 @@ pub(crate) static OPTIONS: &[OptionDef] = &[
     opt("http-pretend-keepalive", OA, false, Ign(Never)),
     opt("http-no-delay", OA, false, Ign(Never)),
     opt("prefer-last-server", OB, false, Ign(Never)),
-    opt("splice-auto", OA, false, Ign(Never)),
-    opt("splice-request", OA, false, Ign(Never)),
-    opt("splice-response", OA, false, Ign(Never)),
+    opt("splice-auto", OA, false, OptionKind::SpliceAuto),
+    opt("splice-request", OA, false, OptionKind::SpliceRequest),
+    opt("splice-response", OA, false, OptionKind::SpliceResponse),
     opt("contstats", OF, false, Ign(Never)),
     opt("socket-stats", OF, false, Ign(Never)),
     opt("independent-streams", OA, false, Ign(Never)),

@@ -224,6 +224,36 @@ pub struct Options {
     pub retry_buffer: Option<u64>,
     /// `option redispatch`: a retry goes to another server when it can.
     pub redispatch: bool,
+    /// `option splice-auto|splice-request|splice-response` (mode tcp).
+    pub splice: Splice,
+}
+
+/// `option splice-*`: kernel splicing of `mode tcp` sessions. The frontend's
+/// and the backend's settings add up, as in HAProxy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Splice {
+    /// `option splice-auto`: each direction is spliced once it carries bulk
+    /// data (a read fills weir's whole buffer).
+    pub auto: bool,
+    /// `option splice-request`: client to server, always.
+    pub request: bool,
+    /// `option splice-response`: server to client, always.
+    pub response: bool,
+}
+
+impl Splice {
+    pub fn any(self) -> bool {
+        self.auto || self.request || self.response
+    }
+
+    /// The session's setting from the frontend's and the backend's.
+    pub fn or(self, other: Splice) -> Splice {
+        Splice {
+            auto: self.auto || other.auto,
+            request: self.request || other.request,
+            response: self.response || other.response,
+        }
+    }
 }
 
 impl Options {

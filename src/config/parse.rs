@@ -461,6 +461,9 @@ pub(crate) fn option(ctx: &mut Ctx, p: &mut ProxyDraft) -> R {
         }
         OptionKind::Redispatch => retry::redispatch(ctx, p, on)?,
         OptionKind::Allbackups => p.options.allbackups = on,
+        OptionKind::SpliceAuto => p.options.splice.auto = on,
+        OptionKind::SpliceRequest => p.options.splice.request = on,
+        OptionKind::SpliceResponse => p.options.splice.response = on,
         OptionKind::Ignored(effect) => ctx.warn_plain(effect.warning(&shown)),
     }
     Ok(())

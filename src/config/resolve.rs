@@ -323,6 +323,7 @@ fn frontend_of(s: &Section, global: &Global, diags: &mut Diags) -> Frontend {
         options.httplog = false;
         options.tcplog = true;
     }
+    splice_warning(&options, d.mode, s, diags);
     // `stats enable`: served after the frontend's own `http-request` rules,
     // as their last rule (see `Service::Stats`).
     let mut http_request = d.http_request.clone();
@@ -371,8 +372,22 @@ fn frontend_of(s: &Section, global: &Global, diags: &mut Diags) -> Frontend {
     }
 }
 
-fn backend_of(s: &Section, global: &Global) -> Backend {
+/// `option splice-*` only acts on `mode tcp` sessions.
+fn splice_warning(options: &super::Options, mode: Mode, s: &Section, diags: &mut Diags) {
+    if options.splice.any() && mode == Mode::Http {
+        warn(
+            diags,
+            &s.loc,
+            format!("'option splice-*' has no effect in {} '{}': weir splices 'mode tcp' sessions only (HTTP/2 frames are parsed, not spliced), ignored.", s.kind.name(), s.name),
+        );
+    }
+}
+
+fn backend_of(s: &Section, global: &Global, diags: &mut Diags) -> Backend {
     let d = &s.draft;
+    if s.kind == SectionKind::Backend {
+        splice_warning(&d.options, d.mode, s, diags);
+    }
     let mut servers = d.servers.clone();
     for srv in &mut servers {
         srv.h2_keepalive = d.h2_keepalive;
@@ -471,7 +486,7 @@ fn finish(state: State, diags: &mut Diags) -> Config {
     let mut backends: Vec<Backend> = proxies
         .iter()
         .filter(|s| matches!(s.kind, SectionKind::Backend | SectionKind::Listen))
-        .map(|s| backend_of(s, &global))
+        .map(|s| backend_of(s, &global, diags))
         .collect();
     // TLS: certificates are loaded once `global` (bases, defaults) is known.
     for b in &mut backends {

@@ -54,6 +54,7 @@ pub mod names {
     pub const FRONTEND_REQUEST_ERRORS: &str = "weir_frontend_request_errors_total";
     pub const FRONTEND_TERMINATIONS: &str = "weir_frontend_terminations_total";
     pub const FRONTEND_CONNECTIONS_CUT: &str = "weir_frontend_connections_cut_total";
+    pub const FRONTEND_SPLICED_BYTES: &str = "weir_frontend_spliced_bytes_total";
 
     // ---- backends (label `proxy`)
     pub const BACKEND_STATUS: &str = "weir_backend_status";
@@ -445,6 +446,10 @@ fn frontend_families(fes: &[Arc<Frontend>]) -> Vec<Family> {
         FRONTEND_CONNECTIONS_CUT,
         "Client connections weir cut for abuse or a timeout, by reason (docs/hardening.md).",
     );
+    let mut spliced = Family::counter(
+        FRONTEND_SPLICED_BYTES,
+        "mode tcp bytes moved by splice(2) inside the kernel (option splice-*), both directions.",
+    );
     let mut traffic = TrafficFamilies::new(
         FRONTEND_BYTES_IN,
         FRONTEND_BYTES_OUT,
@@ -466,11 +471,12 @@ fn frontend_families(fes: &[Arc<Frontend>]) -> Vec<Family> {
         for (reason, count) in s.cut_counts() {
             cuts.u(with(&l, "reason", reason), count);
         }
+        spliced.u(l.clone(), n(&s.spliced_bytes));
         traffic.add(&l, t);
     }
     let mut v = vec![cur, max, limit, tot, req];
     v.extend(traffic.into_vec());
-    v.extend([den_req, den_res, err, cuts]);
+    v.extend([den_req, den_res, err, cuts, spliced]);
     v
 }
 

@@ -309,6 +309,9 @@ pub struct FrontendStats {
     /// Client connections closed by a `tcp-request connection reject`
     /// (HAProxy's `dcon`).
     pub denied_conn: AtomicU64,
+    /// `mode tcp` bytes moved by splice(2) (`option splice-*`), both
+    /// directions.
+    pub spliced_bytes: AtomicU64,
 }
 
 /// Why weir cut a client connection (docs/hardening.md): the `reason`
@@ -638,6 +641,7 @@ impl Stats {
             conn_rate: Rate::default(),
             cuts: Default::default(),
             denied_conn: AtomicU64::new(0),
+            spliced_bytes: AtomicU64::new(0),
         })
     }
 

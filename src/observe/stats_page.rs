@@ -823,6 +823,7 @@ fn json_doc(page: &StatsPage, stats: &Stats, snap: Option<&Snapshot>) -> Value {
                 "ereq": n(&t.req_errors),
                 "conns_cut": s.cut_counts(),
                 "dcon": n(&s.denied_conn),
+                "spliced_bytes": n(&s.spliced_bytes),
                 "grpc_codes": codes(&g.codes, true),
             });
             merged(merged(own, traffic_json(t)), client_side_json(t))

@@ -5,10 +5,16 @@
 //! Timeouts: `timeout connect` bounds the connect; afterwards the session is
 //! closed when no byte has moved either way for `timeout tunnel` if set,
 //! else the smaller of `timeout client` and `timeout server`.
+//!
+//! `option splice-*` (Linux, cleartext on both sides): bytes move through a
+//! kernel pipe instead of a user-space buffer ([`splice`]).
+
+#[cfg(target_os = "linux")]
+pub mod splice;
 
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
@@ -92,6 +98,75 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<'_, T> {
     }
 }
 
+/// A client connection `serve` can take: plain TCP or TLS.
+pub trait ClientConn: AsyncRead + AsyncWrite + Unpin {
+    /// The socket itself when the session is cleartext (what splice needs).
+    fn plain_tcp(&mut self) -> Option<&mut TcpStream> {
+        None
+    }
+}
+
+impl ClientConn for TcpStream {
+    fn plain_tcp(&mut self) -> Option<&mut TcpStream> {
+        Some(self)
+    }
+}
+
+impl ClientConn for tokio_rustls::server::TlsStream<TcpStream> {}
+
+/// What `option splice-*` of the frontend and the backend ask for, per
+/// direction (request = client to server).
+#[cfg(target_os = "linux")]
+fn splice_plan(s: crate::config::Splice) -> Option<(splice::How, splice::How)> {
+    use splice::How;
+    let dir = |on: bool| match (on, s.auto) {
+        (true, _) => How::Always,
+        (false, true) => How::Auto,
+        (false, false) => How::Copy,
+    };
+    (s.auto || s.request || s.response).then(|| (dir(s.request), dir(s.response)))
+}
+
+/// Both directions of a cleartext session through [`splice::one_way`].
+/// Returns (bytes client→server, bytes server→client) like
+/// `copy_bidirectional`, and records the first side that failed.
+#[cfg(target_os = "linux")]
+async fn splice_both(
+    client: &mut TcpStream,
+    server: &mut TcpStream,
+    plan: (splice::How, splice::How),
+    activity: &Activity,
+    failed: &AtomicU8,
+    read: &(AtomicU64, AtomicU64),
+    spliced: &AtomicU64,
+) -> std::io::Result<(u64, u64)> {
+    let (cr, cw) = client.split();
+    let (sr, sw) = server.split();
+    let count = |read| splice::Counters { read, spliced };
+    let (up, down) = tokio::join!(
+        splice::one_way(cr, sw, plan.0, activity, count(&read.0)),
+        splice::one_way(sr, cw, plan.1, activity, count(&read.1))
+    );
+    let mut first = None;
+    for (r, src, dst) in [
+        (up, CLIENT_ERROR, SERVER_ERROR),
+        (down, SERVER_ERROR, CLIENT_ERROR),
+    ] {
+        if let Some((side, e)) = r.error {
+            let who = if side == splice::Side::Src { src } else { dst };
+            let _ = failed.compare_exchange(NO_ERROR, who, Ordering::AcqRel, Ordering::Acquire);
+            first.get_or_insert(e);
+        }
+    }
+    match first {
+        Some(e) => Err(e),
+        None => Ok((
+            read.0.load(Ordering::Relaxed),
+            read.1.load(Ordering::Relaxed),
+        )),
+    }
+}
+
 fn ms(d: Duration) -> i64 {
     d.as_millis() as i64
 }
@@ -105,7 +180,7 @@ pub async fn serve<S>(
     mut shutdown: watch::Receiver<bool>,
     conn_track: Option<Arc<crate::stick::ConnTrack>>,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: ClientConn,
 {
     let accepted = SystemTime::now();
     let t0 = Instant::now();
@@ -202,33 +277,71 @@ pub async fn serve<S>(
         };
         let activity = Activity::new();
         let failed = AtomicU8::new(NO_ERROR);
-        let mut c = Watched {
-            io: &mut client,
-            activity: &activity,
-            failed: &failed,
-            side: CLIENT_ERROR,
-            read: 0,
-        };
-        let mut s = Watched {
-            io: &mut server,
-            activity: &activity,
-            failed: &failed,
-            side: SERVER_ERROR,
-            read: 0,
-        };
-        let copy = tokio::io::copy_bidirectional(&mut c, &mut s);
         let mut timer = idle.map(|t| IdleTimer::new(activity.clone(), t));
-        let outcome = tokio::select! {
-            r = async {
-                match timer.as_mut() {
-                    Some(t) => t.run(copy).await,
-                    None => Some(copy.await),
+        #[cfg(target_os = "linux")]
+        let plan = splice_plan(fe.splice.or(backend.splice));
+        #[cfg(not(target_os = "linux"))]
+        let plan: Option<()> = None;
+        let spliced_read = (AtomicU64::new(0), AtomicU64::new(0));
+        let mut read = None;
+        let outcome = match (plan, client.plain_tcp()) {
+            #[cfg(target_os = "linux")]
+            (Some(plan), Some(tcp)) => {
+                let copy = splice_both(
+                    tcp,
+                    &mut server,
+                    plan,
+                    &activity,
+                    &failed,
+                    &spliced_read,
+                    &fe.stats.spliced_bytes,
+                );
+                tokio::select! {
+                    r = async {
+                        match timer.as_mut() {
+                            Some(t) => t.run(copy).await,
+                            None => Some(copy.await),
+                        }
+                    } => r,
+                    _ = crate::proxy::stopping(&mut shutdown) => Some(Err(std::io::ErrorKind::Interrupted.into())),
                 }
-            } => r,
-            _ = crate::proxy::stopping(&mut shutdown) => Some(Err(std::io::ErrorKind::Interrupted.into())),
+            }
+            _ => {
+                let mut c = Watched {
+                    io: &mut client,
+                    activity: &activity,
+                    failed: &failed,
+                    side: CLIENT_ERROR,
+                    read: 0,
+                };
+                let mut s = Watched {
+                    io: &mut server,
+                    activity: &activity,
+                    failed: &failed,
+                    side: SERVER_ERROR,
+                    read: 0,
+                };
+                let copy = tokio::io::copy_bidirectional(&mut c, &mut s);
+                let r = tokio::select! {
+                    r = async {
+                        match timer.as_mut() {
+                            Some(t) => t.run(copy).await,
+                            None => Some(copy.await),
+                        }
+                    } => r,
+                    _ = crate::proxy::stopping(&mut shutdown) => Some(Err(std::io::ErrorKind::Interrupted.into())),
+                };
+                read = Some((c.read, s.read));
+                r
+            }
         };
         drop(slot);
-        (bytes_in, bytes_out) = (c.read, s.read);
+        (bytes_in, bytes_out) = read.unwrap_or_else(|| {
+            (
+                spliced_read.0.load(Ordering::Relaxed),
+                spliced_read.1.load(Ordering::Relaxed),
+            )
+        });
         match outcome {
             Some(Ok((_up, down))) => {
                 bytes = down;

@@ -1,0 +1,399 @@
+//! Zero-copy forwarding for `mode tcp` on Linux: `option splice-request`,
+//! `option splice-response` and `option splice-auto`.
+//!
+//! With splice a direction's bytes go socket → pipe → socket inside the
+//! kernel (`splice(2)` twice), never through a user-space buffer. The cost
+//! per transfer is the same two system calls as `read` + `write`, so splice
+//! pays off when transfers are large: the two copies of each byte are saved.
+//!
+//! - `Always` (splice-request / splice-response): the direction is spliced
+//!   from its first byte.
+//! - `Auto` (splice-auto): the direction starts with `read`/`write` through a
+//!   16 KiB buffer and switches to splice for good once one read fills the
+//!   whole buffer, i.e. once the peer sends faster than we forward. Small
+//!   request/response traffic never pays for a pipe.
+//!
+//! Pipes come from a small per-thread pool (a pipe is only put back when it
+//! is empty). When a pipe cannot be made (descriptor limit), the direction
+//! keeps copying through user space: splice is an optimisation, never a
+//! reason to fail a session.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::io::{AsyncWriteExt, Interest};
+use tokio::net::tcp::{ReadHalf, WriteHalf};
+use tokio::net::TcpStream;
+
+use crate::http::idle::Activity;
+
+/// How one direction of a tcp session moves its bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum How {
+    /// `read` + `write` through a user-space buffer.
+    Copy,
+    /// splice from the first byte.
+    Always,
+    /// user space until one read fills the buffer, then splice.
+    Auto,
+}
+
+/// The error that ended a direction, with the side it came from.
+pub struct DirResult {
+    pub error: Option<(Side, io::Error)>,
+}
+
+/// Counters one direction adds to as bytes move (so a session cut by a
+/// timeout still counts them).
+pub struct Counters<'a> {
+    /// Bytes read from the source.
+    pub read: &'a AtomicU64,
+    /// Of those, bytes that went through a pipe.
+    pub spliced: &'a AtomicU64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Src,
+    Dst,
+}
+
+/// The user-space buffer of `Copy`/`Auto` directions.
+const BUF: usize = 16 * 1024;
+/// Asked of each splice call; the kernel moves at most a pipe's capacity
+/// (64 KiB by default) at a time.
+const SPLICE_LEN: usize = 1 << 20;
+/// Empty pipes kept per thread for the next session.
+const POOL_MAX: usize = 64;
+
+struct Pipe {
+    r: OwnedFd,
+    w: OwnedFd,
+}
+
+impl Pipe {
+    fn new() -> io::Result<Pipe> {
+        let mut fds = [0 as libc::c_int; 2];
+        // SAFETY: `fds` is a valid two-element array for pipe2 to fill.
+        let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: pipe2 succeeded, both descriptors are open and ours alone.
+        let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        Ok(Pipe { r, w })
+    }
+}
+
+thread_local! {
+    static POOL: std::cell::RefCell<Vec<Pipe>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn take_pipe() -> io::Result<Pipe> {
+    match POOL.with(|p| p.borrow_mut().pop()) {
+        Some(p) => Ok(p),
+        None => Pipe::new(),
+    }
+}
+
+/// Returns an empty pipe to this thread's pool; a pipe that still holds
+/// bytes is closed instead.
+fn give_pipe(pipe: Pipe, empty: bool) {
+    if empty {
+        POOL.with(|p| {
+            let mut p = p.borrow_mut();
+            if p.len() < POOL_MAX {
+                p.push(pipe);
+            }
+        });
+    }
+}
+
+/// Pipes waiting in this thread's pool (tests).
+pub fn pooled_pipes() -> usize {
+    POOL.with(|p| p.borrow().len())
+}
+
+fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
+    // SAFETY: both descriptors are open for the duration of the call (they
+    // are borrowed from live sockets and pipes); null offsets are allowed
+    // for sockets and pipes.
+    let n = unsafe {
+        libc::splice(
+            from,
+            std::ptr::null_mut(),
+            to,
+            std::ptr::null_mut(),
+            len,
+            libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// Copies `src` to `dst` until `src` ends, then shuts down `dst`'s write
+/// half (the half-close is passed on). Marks `activity` on every transfer.
+pub async fn one_way(
+    src: ReadHalf<'_>,
+    mut dst: WriteHalf<'_>,
+    how: How,
+    activity: &Activity,
+    count: Counters<'_>,
+) -> DirResult {
+    let read = count.read;
+    let mut res = DirResult { error: None };
+    let mut splicing = how == How::Always;
+    if !splicing {
+        let mut buf = vec![0u8; BUF];
+        loop {
+            let n = match read_some(src.as_ref(), &mut buf).await {
+                Ok(n) => n,
+                Err(e) => {
+                    res.error = Some((Side::Src, e));
+                    return res;
+                }
+            };
+            if n == 0 {
+                break;
+            }
+            read.fetch_add(n as u64, Ordering::Relaxed);
+            activity.touch();
+            if let Err(e) = dst.write_all(&buf[..n]).await {
+                res.error = Some((Side::Dst, e));
+                return res;
+            }
+            activity.touch();
+            if how == How::Auto && n == buf.len() {
+                splicing = true;
+                break;
+            }
+        }
+    }
+    if splicing {
+        match take_pipe() {
+            Ok(pipe) => {
+                let (empty, err) =
+                    splice_loop(src.as_ref(), dst.as_ref(), &pipe, activity, &count).await;
+                give_pipe(pipe, empty);
+                if let Some(e) = err {
+                    res.error = Some(e);
+                    return res;
+                }
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "no pipe for splice, copying through user space");
+                let mut buf = vec![0u8; BUF];
+                loop {
+                    let n = match read_some(src.as_ref(), &mut buf).await {
+                        Ok(0) => break,
+                        Ok(n) => n,
+                        Err(e) => {
+                            res.error = Some((Side::Src, e));
+                            return res;
+                        }
+                    };
+                    read.fetch_add(n as u64, Ordering::Relaxed);
+                    activity.touch();
+                    if let Err(e) = dst.write_all(&buf[..n]).await {
+                        res.error = Some((Side::Dst, e));
+                        return res;
+                    }
+                }
+            }
+        }
+    }
+    if let Err(e) = dst.shutdown().await {
+        // The peer already closed: nothing left to tell it.
+        if e.kind() != io::ErrorKind::NotConnected {
+            res.error = Some((Side::Dst, e));
+        }
+    }
+    res
+}
+
+async fn read_some(src: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        src.readable().await?;
+        match src.try_read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            r => return r,
+        }
+    }
+}
+
+/// Splices until `src` ends. Returns whether the pipe was left empty and
+/// the error that ended it, if any.
+async fn splice_loop(
+    src: &TcpStream,
+    dst: &TcpStream,
+    pipe: &Pipe,
+    activity: &Activity,
+    count: &Counters<'_>,
+) -> (bool, Option<(Side, io::Error)>) {
+    let (sfd, dfd) = (src.as_raw_fd(), dst.as_raw_fd());
+    let (pr, pw) = (pipe.r.as_raw_fd(), pipe.w.as_raw_fd());
+    loop {
+        // Fill: only into an empty pipe, so EAGAIN means the socket is empty.
+        let n = loop {
+            if let Err(e) = src.readable().await {
+                return (true, Some((Side::Src, e)));
+            }
+            match src.try_io(Interest::READABLE, || splice(sfd, pw, SPLICE_LEN)) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return (true, Some((Side::Src, e))),
+            }
+        };
+        if n == 0 {
+            return (true, None);
+        }
+        count.read.fetch_add(n as u64, Ordering::Relaxed);
+        count.spliced.fetch_add(n as u64, Ordering::Relaxed);
+        activity.touch();
+        // Drain.
+        let mut left = n;
+        while left > 0 {
+            if let Err(e) = dst.writable().await {
+                return (false, Some((Side::Dst, e)));
+            }
+            match dst.try_io(Interest::WRITABLE, || splice(pr, dfd, left)) {
+                Ok(0) => return (false, Some((Side::Dst, io::ErrorKind::WriteZero.into()))),
+                Ok(m) => {
+                    left -= m;
+                    activity.touch();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return (false, Some((Side::Dst, e))),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpListener;
+
+    async fn pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let (a, b) = tokio::join!(TcpStream::connect(addr), l.accept());
+        (a.unwrap(), b.unwrap().0)
+    }
+
+    /// client → [proxy_in | proxy_out] → server, one direction through
+    /// `one_way` with `how`; returns what the server read and the result.
+    /// Returns what the server read, the result, bytes read and bytes spliced.
+    async fn through(how: How, data: Vec<u8>) -> (Vec<u8>, DirResult, u64, u64) {
+        let (mut client, mut proxy_in) = pair().await;
+        let (mut proxy_out, mut server) = pair().await;
+        let activity = Activity::new();
+        let (read, spliced) = (AtomicU64::new(0), AtomicU64::new(0));
+        let send = async move {
+            client.write_all(&data).await.unwrap();
+            client.shutdown().await.unwrap();
+            client
+        };
+        let fwd = async {
+            let (src, _) = proxy_in.split();
+            let (_, dst) = proxy_out.split();
+            let count = Counters {
+                read: &read,
+                spliced: &spliced,
+            };
+            one_way(src, dst, how, &activity, count).await
+        };
+        let recv = async move {
+            let mut got = Vec::new();
+            server.read_to_end(&mut got).await.unwrap();
+            got
+        };
+        let (_, res, got) = tokio::join!(send, fwd, recv);
+        (got, res, read.into_inner(), spliced.into_inner())
+    }
+
+    fn pattern(n: usize) -> Vec<u8> {
+        (0..n).map(|i| (i * 7 + i / 251) as u8).collect()
+    }
+
+    #[tokio::test]
+    async fn every_mode_moves_the_bytes_unchanged_and_passes_the_half_close() {
+        for how in [How::Copy, How::Always, How::Auto] {
+            for n in [0, 1, 100, BUF, 3 * 1024 * 1024 + 17] {
+                let data = pattern(n);
+                let (got, res, read, spliced) = through(how, data.clone()).await;
+                assert!(res.error.is_none(), "{how:?} {n}: {:?}", res.error);
+                assert_eq!(read, n as u64, "{how:?} {n}");
+                assert!(got == data, "{how:?} {n}: bytes differ");
+                match how {
+                    How::Copy => assert_eq!(spliced, 0),
+                    How::Always => assert_eq!(spliced, n as u64),
+                    How::Auto => {}
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn auto_stays_in_user_space_for_small_writes_and_splices_bulk() {
+        let (got, _, _, spliced) = through(How::Auto, pattern(200)).await;
+        assert_eq!(got.len(), 200);
+        assert_eq!(spliced, 0);
+        let n = 4 * 1024 * 1024;
+        let (got, _, _, spliced) = through(How::Auto, pattern(n)).await;
+        assert_eq!(got.len(), n);
+        assert!(spliced > (n / 2) as u64, "spliced {spliced}");
+    }
+
+    #[tokio::test]
+    async fn pipes_are_reused_after_a_clean_end() {
+        let _ = through(How::Always, pattern(1000)).await;
+        let before = pooled_pipes();
+        assert!(before >= 1);
+        let _ = through(How::Always, pattern(1000)).await;
+        assert_eq!(pooled_pipes(), before);
+    }
+
+    #[tokio::test]
+    async fn a_reset_destination_is_reported_as_the_destination_side() {
+        let (mut client, mut proxy_in) = pair().await;
+        let (mut proxy_out, server) = pair().await;
+        // The server resets its side: SO_LINGER 0 then close.
+        server.set_zero_linger().unwrap();
+        drop(server);
+        let activity = Activity::new();
+        let (read, spliced) = (AtomicU64::new(0), AtomicU64::new(0));
+        let (activity, read, spliced) = (&activity, &read, &spliced);
+        let send = async move {
+            // Keep writing until the proxy stops reading (bounded).
+            let chunk = pattern(64 * 1024);
+            for _ in 0..256 {
+                if client.write_all(&chunk).await.is_err() {
+                    break;
+                }
+            }
+        };
+        let fwd = async move {
+            let r = {
+                let (src, _) = proxy_in.split();
+                let (_, dst) = proxy_out.split();
+                one_way(src, dst, How::Always, activity, Counters { read, spliced }).await
+            };
+            drop(proxy_in);
+            r
+        };
+        let (_, res) = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+            tokio::join!(send, fwd)
+        })
+        .await
+        .expect("bounded");
+        let (side, _) = res.error.expect("an error");
+        assert_eq!(side, Side::Dst);
+    }
+}
