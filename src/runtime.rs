@@ -25,6 +25,9 @@ pub struct Snapshot {
     /// `global maxconn`.
     pub global_conns: Option<Arc<Semaphore>>,
     pub global_maxconn: Option<u32>,
+    /// `global maxpipes` (splice in mode tcp).
+    #[cfg(target_os = "linux")]
+    pub pipes: Arc<crate::l4::splice::PipeBudget>,
     /// Ends open gRPC calls cleanly at the end of `hard-stop-after`.
     pub hard_stop: Arc<HardStop>,
     /// Counters by name, shared by every generation of the proxy.
@@ -151,6 +154,9 @@ pub struct Frontend {
     pub tcplog: bool,
     /// `option splice-*` (mode tcp, added to the backend's).
     pub splice: crate::config::Splice,
+    /// `global maxpipes`, shared by every frontend of the snapshot.
+    #[cfg(target_os = "linux")]
+    pub pipes: Arc<crate::l4::splice::PipeBudget>,
     /// `option log-json`: the tcplog line is written as JSON (the httplog
     /// layout carries its own flag).
     pub log_json: bool,
@@ -227,6 +233,19 @@ impl Snapshot {
                 .collect(),
         );
         let hard_stop: Arc<HardStop> = previous.map(|p| p.hard_stop.clone()).unwrap_or_default();
+        // `global maxpipes`: kept across a reload when unchanged, so the
+        // pipes still open count against the same budget.
+        #[cfg(target_os = "linux")]
+        let pipes = {
+            let max =
+                cfg.global.maxpipes.map(|n| n as usize).unwrap_or_else(|| {
+                    crate::l4::splice::PipeBudget::default_max(cfg.global.maxconn)
+                });
+            previous
+                .map(|p| p.pipes.clone())
+                .filter(|p| p.max() == max)
+                .unwrap_or_else(|| crate::l4::splice::PipeBudget::new(max))
+        };
         let mut frontends = Vec::with_capacity(cfg.frontends.len());
         for f in &cfg.frontends {
             let mut routes = Vec::with_capacity(f.use_backends.len());
@@ -291,6 +310,8 @@ impl Snapshot {
                 logger,
                 tcplog: f.options.tcplog && f.mode == Mode::Tcp,
                 splice: f.options.splice,
+                #[cfg(target_os = "linux")]
+                pipes: pipes.clone(),
                 log_json: f.options.log_json,
                 stats: stats.frontend(&f.name),
                 registry: stats.clone(),
@@ -302,6 +323,8 @@ impl Snapshot {
             frontends,
             backends,
             global_maxconn: cfg.global.maxconn,
+            #[cfg(target_os = "linux")]
+            pipes,
             hard_stop,
             global_conns: cfg.global.maxconn.map(|n| {
                 previous

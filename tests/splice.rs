@@ -349,3 +349,64 @@ fn splice_in_mode_http_is_a_warning_not_an_error() {
         "{text}"
     );
 }
+
+/// `global maxpipes`: with the budget spent, further sessions copy through
+/// user space (still byte-exact) and the refusals are counted; `maxpipes 0`
+/// never splices. The budget and counts are on /metrics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maxpipes_caps_open_pipes_and_the_rest_is_copied() {
+    const N: usize = 1 << 20;
+    let srv = echo_server().await;
+    for max in [0u64, 3] {
+        let cfg = format!(
+            "global\n    maxpipes {max}\n{}",
+            config(
+                srv,
+                "    option splice-request\n    option splice-response\n",
+                "",
+                ""
+            )
+        );
+        let proxy = start_proxy(&cfg).await;
+        let addr = fe_addr(&proxy);
+        let metric = |name: &str| -> u64 {
+            let text = weir::observe::metrics::render(&proxy.stats());
+            text.lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("{name} in\n{text}"))
+        };
+        // Four sessions open at once, each with a byte echoed (so both of
+        // its directions are running): they want eight pipes.
+        let mut open = Vec::new();
+        for i in 0..4u8 {
+            let mut c = TcpStream::connect(addr).await.unwrap();
+            c.write_all(&[i]).await.unwrap();
+            let mut b = [0u8; 1];
+            within(5, c.read_exact(&mut b)).await.unwrap();
+            assert_eq!(b[0], i);
+            open.push(c);
+        }
+        assert_eq!(metric("weir_splice_pipes_max "), max);
+        assert_eq!(metric("weir_splice_pipes_open "), max);
+        assert_eq!(metric("weir_splice_pipes_refused_total "), 8 - max);
+        // The sessions without a pipe still carry bulk data unchanged.
+        for mut c in open {
+            let data: Vec<u8> = (0..N).map(pattern).collect();
+            let (mut r, mut w) = c.split();
+            let mut back = vec![0u8; N];
+            let (wr, rd) = within(20, async {
+                tokio::join!(w.write_all(&data), r.read_exact(&mut back))
+            })
+            .await;
+            wr.unwrap();
+            rd.unwrap();
+            assert!(back == data);
+        }
+        assert_eq!(spliced(&proxy) > 0, max > 0, "maxpipes {max}");
+    }
+    // Out of range is a load error with the line.
+    let err = weir::config::parse_str("t.cfg", "global\n    maxpipes -1\n").expect_err("bad");
+    assert!(err.to_string().contains("t.cfg:2"), "{err}");
+}

@@ -173,6 +173,7 @@ use Handler::{Global as G, Proxy as P};
 pub(crate) static KEYWORDS: &[Keyword] = &[
     // ---- global
     kw("maxconn", GLOBAL, "maxconn <number>", G(p::global_maxconn)),
+    kw("maxpipes", GLOBAL, "maxpipes <number>", G(p::global_maxpipes)),
     kw(
         "nbthread",
         GLOBAL,

@@ -51,6 +51,9 @@ impl Config {
 pub struct Global {
     /// `maxconn N`: process-wide cap on concurrent client connections.
     pub maxconn: Option<u32>,
+    /// `maxpipes N`: pipes open at once for `option splice-*` (unset:
+    /// `maxconn / 4`, else a quarter of the descriptor limit).
+    pub maxpipes: Option<u32>,
     /// `nbthread N`: worker threads (default: number of CPUs).
     pub nbthread: Option<usize>,
     /// `log ...` lines in `global` (used by sections that say `log global`).

@@ -161,6 +161,12 @@ pub(crate) fn global_maxconn(ctx: &mut Ctx, g: &mut Global) -> R {
     Ok(())
 }
 
+/// `maxpipes <number>` (0: never splice).
+pub(crate) fn global_maxpipes(ctx: &mut Ctx, g: &mut Global) -> R {
+    g.maxpipes = Some(parse_u32(ctx.single("<number>")?, 0, 1 << 20)?);
+    Ok(())
+}
+
 /// `h2-keepalive <interval> [timeout <time>]`
 pub(crate) fn h2_keepalive(ctx: &mut Ctx, p: &mut ProxyDraft) -> R {
     let interval = parse_time(ctx.need(1, "<interval>")?)?;

@@ -138,11 +138,16 @@ async fn splice_both(
     activity: &Activity,
     failed: &AtomicU8,
     read: &(AtomicU64, AtomicU64),
-    spliced: &AtomicU64,
+    fe: &Frontend,
 ) -> std::io::Result<(u64, u64)> {
     let (cr, cw) = client.split();
     let (sr, sw) = server.split();
-    let count = |read| splice::Counters { read, spliced };
+    let (pipes, spliced) = (&fe.pipes, &fe.stats.spliced_bytes);
+    let count = |read| splice::Counters {
+        read,
+        spliced,
+        pipes,
+    };
     let (up, down) = tokio::join!(
         splice::one_way(cr, sw, plan.0, activity, count(&read.0)),
         splice::one_way(sr, cw, plan.1, activity, count(&read.1))
@@ -294,7 +299,7 @@ pub async fn serve<S>(
                     &activity,
                     &failed,
                     &spliced_read,
-                    &fe.stats.spliced_bytes,
+                    &fe,
                 );
                 tokio::select! {
                     r = async {

@@ -14,13 +14,15 @@
 //!   request/response traffic never pays for a pipe.
 //!
 //! Pipes come from a small per-thread pool (a pipe is only put back when it
-//! is empty). When a pipe cannot be made (descriptor limit), the direction
-//! keeps copying through user space: splice is an optimisation, never a
-//! reason to fail a session.
+//! is empty). At most `maxpipes` pipes are open at once ([`PipeBudget`]);
+//! when none is left, or one cannot be made (descriptor limit), the
+//! direction keeps copying through user space: splice is an optimisation,
+//! never a reason to fail a session.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::tcp::{ReadHalf, WriteHalf};
@@ -44,13 +46,70 @@ pub struct DirResult {
     pub error: Option<(Side, io::Error)>,
 }
 
-/// Counters one direction adds to as bytes move (so a session cut by a
-/// timeout still counts them).
+/// What one direction shares with the rest of the proxy: counters it adds
+/// to as bytes move (so a session cut by a timeout still counts them) and
+/// the pipe budget.
 pub struct Counters<'a> {
     /// Bytes read from the source.
     pub read: &'a AtomicU64,
     /// Of those, bytes that went through a pipe.
     pub spliced: &'a AtomicU64,
+    pub pipes: &'a Arc<PipeBudget>,
+}
+
+/// `global maxpipes`: how many pipes may be open at once (each is two
+/// descriptors), pooled ones included.
+#[derive(Debug)]
+pub struct PipeBudget {
+    max: usize,
+    open: AtomicUsize,
+    /// Times a direction wanted a pipe and got none (budget or error).
+    refused: AtomicU64,
+}
+
+impl PipeBudget {
+    pub fn new(max: usize) -> Arc<PipeBudget> {
+        Arc::new(PipeBudget {
+            max,
+            open: AtomicUsize::new(0),
+            refused: AtomicU64::new(0),
+        })
+    }
+
+    /// The default: HAProxy's `maxconn / 4` when `global maxconn` is set,
+    /// else a quarter of the descriptor limit (two per pipe).
+    pub fn default_max(global_maxconn: Option<u32>) -> usize {
+        match global_maxconn {
+            Some(n) => (n as usize / 4).max(1),
+            None => {
+                let mut lim = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
+                // SAFETY: `lim` is a valid rlimit for getrlimit to fill.
+                let cur = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+                    lim.rlim_cur
+                } else {
+                    1024
+                };
+                (usize::try_from(cur).unwrap_or(1 << 20).min(1 << 20) / 8).max(1)
+            }
+        }
+    }
+
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// Pipes open now (in use or pooled).
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// Directions that wanted a pipe and copied instead.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,19 +129,40 @@ const POOL_MAX: usize = 64;
 struct Pipe {
     r: OwnedFd,
     w: OwnedFd,
+    /// The budget this pipe counts against until it is closed.
+    budget: Arc<PipeBudget>,
+}
+
+impl Drop for Pipe {
+    fn drop(&mut self) {
+        self.budget.open.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Pipe {
-    fn new() -> io::Result<Pipe> {
+    fn new(budget: &Arc<PipeBudget>) -> io::Result<Pipe> {
+        if budget.open.fetch_add(1, Ordering::Relaxed) >= budget.max {
+            budget.open.fetch_sub(1, Ordering::Relaxed);
+            return Err(io::Error::other(format!(
+                "maxpipes ({}) reached",
+                budget.max
+            )));
+        }
         let mut fds = [0 as libc::c_int; 2];
         // SAFETY: `fds` is a valid two-element array for pipe2 to fill.
         let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) };
         if rc != 0 {
-            return Err(io::Error::last_os_error());
+            let e = io::Error::last_os_error();
+            budget.open.fetch_sub(1, Ordering::Relaxed);
+            return Err(e);
         }
         // SAFETY: pipe2 succeeded, both descriptors are open and ours alone.
         let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-        Ok(Pipe { r, w })
+        Ok(Pipe {
+            r,
+            w,
+            budget: budget.clone(),
+        })
     }
 }
 
@@ -90,10 +170,10 @@ thread_local! {
     static POOL: std::cell::RefCell<Vec<Pipe>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-fn take_pipe() -> io::Result<Pipe> {
+fn take_pipe(budget: &Arc<PipeBudget>) -> io::Result<Pipe> {
     match POOL.with(|p| p.borrow_mut().pop()) {
         Some(p) => Ok(p),
-        None => Pipe::new(),
+        None => Pipe::new(budget),
     }
 }
 
@@ -175,7 +255,7 @@ pub async fn one_way(
         }
     }
     if splicing {
-        match take_pipe() {
+        match take_pipe(count.pipes) {
             Ok(pipe) => {
                 let (empty, err) =
                     splice_loop(src.as_ref(), dst.as_ref(), &pipe, activity, &count).await;
@@ -186,6 +266,7 @@ pub async fn one_way(
                 }
             }
             Err(e) => {
+                count.pipes.refused.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(error = %e, "no pipe for splice, copying through user space");
                 let mut buf = vec![0u8; BUF];
                 loop {
@@ -291,6 +372,14 @@ mod tests {
     /// `one_way` with `how`; returns what the server read and the result.
     /// Returns what the server read, the result, bytes read and bytes spliced.
     async fn through(how: How, data: Vec<u8>) -> (Vec<u8>, DirResult, u64, u64) {
+        through_with(how, data, &PipeBudget::new(16)).await
+    }
+
+    async fn through_with(
+        how: How,
+        data: Vec<u8>,
+        pipes: &Arc<PipeBudget>,
+    ) -> (Vec<u8>, DirResult, u64, u64) {
         let (mut client, mut proxy_in) = pair().await;
         let (mut proxy_out, mut server) = pair().await;
         let activity = Activity::new();
@@ -306,6 +395,7 @@ mod tests {
             let count = Counters {
                 read: &read,
                 spliced: &spliced,
+                pipes,
             };
             one_way(src, dst, how, &activity, count).await
         };
@@ -361,6 +451,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn without_a_pipe_left_the_bytes_are_copied() {
+        let none = PipeBudget::new(0);
+        let data = pattern(1 << 20);
+        let (got, res, read, spliced) = through_with(How::Always, data.clone(), &none).await;
+        assert!(res.error.is_none());
+        assert!(got == data);
+        assert_eq!((read, spliced), (1 << 20, 0));
+        assert_eq!((none.refused(), none.open()), (1, 0));
+        // One allowed: it is made, used, pooled, and still counted as open.
+        let one = PipeBudget::new(1);
+        let (got, _, _, spliced) = through_with(How::Always, data.clone(), &one).await;
+        assert!(got == data);
+        assert_eq!(spliced, 1 << 20);
+        assert_eq!((one.refused(), one.open()), (0, 1));
+    }
+
+    #[tokio::test]
     async fn a_reset_destination_is_reported_as_the_destination_side() {
         let (mut client, mut proxy_in) = pair().await;
         let (mut proxy_out, server) = pair().await;
@@ -383,7 +490,13 @@ mod tests {
             let r = {
                 let (src, _) = proxy_in.split();
                 let (_, dst) = proxy_out.split();
-                one_way(src, dst, How::Always, activity, Counters { read, spliced }).await
+                let pipes = &PipeBudget::new(16);
+                let count = Counters {
+                    read,
+                    spliced,
+                    pipes,
+                };
+                one_way(src, dst, How::Always, activity, count).await
             };
             drop(proxy_in);
             r

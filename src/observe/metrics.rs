@@ -38,6 +38,9 @@ pub mod names {
     // ---- process
     pub const PROCESS_START_TIME: &str = "weir_process_start_time_seconds";
     pub const PROCESS_RELOADS: &str = "weir_process_reloads_total";
+    pub const SPLICE_PIPES_OPEN: &str = "weir_splice_pipes_open";
+    pub const SPLICE_PIPES_MAX: &str = "weir_splice_pipes_max";
+    pub const SPLICE_PIPES_REFUSED: &str = "weir_splice_pipes_refused_total";
     pub const BUILD_INFO: &str = "weir_build_info";
 
     // ---- frontends (label `proxy`)
@@ -414,6 +417,25 @@ fn families(stats: &Stats, snap: Option<&Snapshot>) -> Vec<Family> {
     out.push(f);
 
     let Some(snap) = snap else { return out };
+    #[cfg(target_os = "linux")]
+    {
+        let p = &snap.pipes;
+        let mut f = Family::gauge(
+            SPLICE_PIPES_OPEN,
+            "Pipes open for option splice-* (in use or pooled).",
+        );
+        f.u(Vec::new(), p.open() as u64);
+        out.push(f);
+        let mut f = Family::gauge(SPLICE_PIPES_MAX, "global maxpipes.");
+        f.u(Vec::new(), p.max() as u64);
+        out.push(f);
+        let mut f = Family::counter(
+            SPLICE_PIPES_REFUSED,
+            "Session directions that wanted a pipe and copied through user space instead (maxpipes reached or no descriptor).",
+        );
+        f.u(Vec::new(), p.refused());
+        out.push(f);
+    }
     out.extend(frontend_families(&snap.frontends));
     out.extend(backend_families(stats, &snap.backends));
     out.extend(grpc_families(snap));

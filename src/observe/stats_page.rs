@@ -805,6 +805,14 @@ fn json_doc(page: &StatsPage, stats: &Stats, snap: Option<&Snapshot>) -> Value {
         doc["version"] = env!("CARGO_PKG_VERSION").into();
     }
     let Some(snap) = snap else { return doc };
+    #[cfg(target_os = "linux")]
+    {
+        doc["pipes"] = json!({
+            "open": snap.pipes.open(),
+            "max": snap.pipes.max(),
+            "refused": snap.pipes.refused(),
+        });
+    }
     let frontends: Vec<Value> = snap
         .frontends
         .iter()
