@@ -154,6 +154,8 @@ pub struct Frontend {
     pub tcplog: bool,
     /// `option splice-*` (mode tcp, added to the backend's).
     pub splice: crate::config::Splice,
+    /// `tune.bufsize`: the mode tcp copy buffer of each direction.
+    pub bufsize: usize,
     /// `global maxpipes`, shared by every frontend of the snapshot.
     #[cfg(target_os = "linux")]
     pub pipes: Arc<crate::l4::splice::PipeBudget>,
@@ -310,6 +312,11 @@ impl Snapshot {
                 logger,
                 tcplog: f.options.tcplog && f.mode == Mode::Tcp,
                 splice: f.options.splice,
+                bufsize: cfg
+                    .global
+                    .bufsize
+                    .unwrap_or(crate::config::Global::DEFAULT_BUFSIZE)
+                    as usize,
                 #[cfg(target_os = "linux")]
                 pipes: pipes.clone(),
                 log_json: f.options.log_json,

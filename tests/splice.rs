@@ -410,3 +410,34 @@ async fn maxpipes_caps_open_pipes_and_the_rest_is_copied() {
     let err = weir::config::parse_str("t.cfg", "global\n    maxpipes -1\n").expect_err("bad");
     assert!(err.to_string().contains("t.cfg:2"), "{err}");
 }
+
+/// `tune.bufsize`: the mode tcp copy buffer. Any size moves bytes exactly;
+/// with `splice-auto` a smaller buffer fills sooner, so smaller bursts are
+/// spliced. Bad sizes are load errors with the line.
+#[tokio::test]
+async fn tune_bufsize_sets_the_copy_buffer_and_the_splice_auto_threshold() {
+    let srv = echo_server().await;
+    for (bufsize, auto) in [("1k", false), ("64k", false), ("1k", true)] {
+        let defaults = if auto { "    option splice-auto\n" } else { "" };
+        let cfg = format!(
+            "global\n    tune.bufsize {bufsize}\n{}",
+            config(srv, defaults, "", "")
+        );
+        let proxy = start_proxy(&cfg).await;
+        echo_exact(fe_addr(&proxy), 3 << 20).await;
+        assert_eq!(spliced(&proxy) > 0, auto, "{bufsize} {auto}");
+    }
+    for (bad, why) in [
+        ("100", "out of range"),
+        ("17m", "out of range"),
+        ("lots", "tune.bufsize"),
+    ] {
+        let err = weir::config::parse_str("t.cfg", &format!("global\n    tune.bufsize {bad}\n"))
+            .expect_err(bad);
+        let text = err.to_string();
+        assert!(
+            text.contains("t.cfg:2") && text.contains(why),
+            "{bad}: {text}"
+        );
+    }
+}

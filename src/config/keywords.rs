@@ -203,6 +203,7 @@ pub(crate) static KEYWORDS: &[Keyword] = &[
     ignored("gid", GLOBAL, Yet),
     ignored("chroot", GLOBAL, Yet),
     ignored("pidfile", GLOBAL, Yet),
+    kw("tune.bufsize", GLOBAL, "tune.bufsize <size>", G(p::tune::bufsize)),
     kw(
         "tune.h2.max-concurrent-streams",
         GLOBAL,

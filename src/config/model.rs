@@ -46,6 +46,11 @@ impl Config {
     }
 }
 
+impl Global {
+    /// HAProxy's default `tune.bufsize`.
+    pub const DEFAULT_BUFSIZE: u32 = 16 << 10;
+}
+
 /// `global` section.
 #[derive(Clone, Debug, Default)]
 pub struct Global {
@@ -54,6 +59,9 @@ pub struct Global {
     /// `maxpipes N`: pipes open at once for `option splice-*` (unset:
     /// `maxconn / 4`, else a quarter of the descriptor limit).
     pub maxpipes: Option<u32>,
+    /// `tune.bufsize <size>`: the `mode tcp` copy buffer of each direction
+    /// (unset: [`Global::DEFAULT_BUFSIZE`]).
+    pub bufsize: Option<u32>,
     /// `nbthread N`: worker threads (default: number of CPUs).
     pub nbthread: Option<usize>,
     /// `log ...` lines in `global` (used by sections that say `log global`).

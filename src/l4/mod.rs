@@ -147,6 +147,7 @@ async fn splice_both(
         read,
         spliced,
         pipes,
+        bufsize: fe.bufsize,
     };
     let (up, down) = tokio::join!(
         splice::one_way(cr, sw, plan.0, activity, count(&read.0)),
@@ -326,7 +327,9 @@ pub async fn serve<S>(
                     side: SERVER_ERROR,
                     read: 0,
                 };
-                let copy = tokio::io::copy_bidirectional(&mut c, &mut s);
+                let copy = tokio::io::copy_bidirectional_with_sizes(
+                    &mut c, &mut s, fe.bufsize, fe.bufsize,
+                );
                 let r = tokio::select! {
                     r = async {
                         match timer.as_mut() {

@@ -9,7 +9,7 @@
 //! - `Always` (splice-request / splice-response): the direction is spliced
 //!   from its first byte.
 //! - `Auto` (splice-auto): the direction starts with `read`/`write` through a
-//!   16 KiB buffer and switches to splice for good once one read fills the
+//!   `tune.bufsize` buffer (16 KiB by default) and switches to splice for good once one read fills the
 //!   whole buffer, i.e. once the peer sends faster than we forward. Small
 //!   request/response traffic never pays for a pipe.
 //!
@@ -55,6 +55,8 @@ pub struct Counters<'a> {
     /// Of those, bytes that went through a pipe.
     pub spliced: &'a AtomicU64,
     pub pipes: &'a Arc<PipeBudget>,
+    /// The user-space buffer of `Copy`/`Auto` directions (`tune.bufsize`).
+    pub bufsize: usize,
 }
 
 /// `global maxpipes`: how many pipes may be open at once (each is two
@@ -118,8 +120,6 @@ pub enum Side {
     Dst,
 }
 
-/// The user-space buffer of `Copy`/`Auto` directions.
-const BUF: usize = 16 * 1024;
 /// Asked of each splice call; the kernel moves at most a pipe's capacity
 /// (64 KiB by default) at a time.
 const SPLICE_LEN: usize = 1 << 20;
@@ -229,7 +229,7 @@ pub async fn one_way(
     let mut res = DirResult { error: None };
     let mut splicing = how == How::Always;
     if !splicing {
-        let mut buf = vec![0u8; BUF];
+        let mut buf = vec![0u8; count.bufsize.max(1)];
         loop {
             let n = match read_some(src.as_ref(), &mut buf).await {
                 Ok(n) => n,
@@ -268,7 +268,7 @@ pub async fn one_way(
             Err(e) => {
                 count.pipes.refused.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(error = %e, "no pipe for splice, copying through user space");
-                let mut buf = vec![0u8; BUF];
+                let mut buf = vec![0u8; count.bufsize.max(1)];
                 loop {
                     let n = match read_some(src.as_ref(), &mut buf).await {
                         Ok(0) => break,
@@ -396,6 +396,7 @@ mod tests {
                 read: &read,
                 spliced: &spliced,
                 pipes,
+                bufsize: BUF,
             };
             one_way(src, dst, how, &activity, count).await
         };
@@ -407,6 +408,8 @@ mod tests {
         let (_, res, got) = tokio::join!(send, fwd, recv);
         (got, res, read.into_inner(), spliced.into_inner())
     }
+
+    const BUF: usize = 16 * 1024;
 
     fn pattern(n: usize) -> Vec<u8> {
         (0..n).map(|i| (i * 7 + i / 251) as u8).collect()
@@ -495,6 +498,7 @@ mod tests {
                     read,
                     spliced,
                     pipes,
+                    bufsize: BUF,
                 };
                 one_way(src, dst, How::Always, activity, count).await
             };

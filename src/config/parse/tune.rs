@@ -35,6 +35,13 @@ pub(crate) fn max_frame_size(ctx: &mut Ctx, g: &mut Global) -> R {
     Ok(())
 }
 
+/// `tune.bufsize <size>` (1k-16m, default 16k): weir's `mode tcp` copy
+/// buffer per direction (HTTP/2 has its own framing buffers).
+pub(crate) fn bufsize(ctx: &mut Ctx, g: &mut Global) -> R {
+    g.bufsize = Some(size_in(ctx.single("<size>")?, 1024, 16 << 20)?);
+    Ok(())
+}
+
 /// `tune.h2.max-header-list-size <size>` (1k-16m, default 64k).
 pub(crate) fn max_header_list_size(ctx: &mut Ctx, g: &mut Global) -> R {
     g.h2.max_header_list_size = size_in(ctx.single("<size>")?, 1024, 16 << 20)?;
