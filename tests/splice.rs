@@ -441,3 +441,32 @@ async fn tune_bufsize_sets_the_copy_buffer_and_the_splice_auto_threshold() {
         );
     }
 }
+
+/// A server reset ends the whole spliced session at once, even while the
+/// client sits idle (its direction is not left waiting for the timeout).
+#[tokio::test]
+async fn a_server_reset_closes_an_idle_client_at_once() {
+    let l = TcpListener::bind(ANY).await.unwrap();
+    let srv = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut s, _) = l.accept().await.unwrap();
+        let mut b = [0u8; 10];
+        let _ = s.read_exact(&mut b).await;
+        s.set_zero_linger().unwrap();
+        drop(s);
+    });
+    let proxy = start_proxy(&config(
+        srv,
+        "    option splice-request\n    option splice-response\n    timeout client 60s\n    timeout server 60s\n",
+        "",
+        "",
+    ))
+    .await;
+    let mut c = TcpStream::connect(fe_addr(&proxy)).await.unwrap();
+    c.write_all(b"0123456789").await.unwrap();
+    // The client now only reads: the session must end within seconds, not
+    // after the 60 s timeout.
+    let mut rest = Vec::new();
+    let _ = within(5, c.read_to_end(&mut rest)).await;
+    assert!(rest.is_empty());
+}

@@ -149,16 +149,28 @@ async fn splice_both(
         pipes,
         bufsize: fe.bufsize,
     };
-    let (up, down) = tokio::join!(
-        splice::one_way(cr, sw, plan.0, activity, count(&read.0)),
-        splice::one_way(sr, cw, plan.1, activity, count(&read.1))
-    );
+    // Both directions run until each has passed its half-close on; an
+    // error on either ends the session at once (as `copy_bidirectional`).
+    let mut up_fut = std::pin::pin!(splice::one_way(cr, sw, plan.0, activity, count(&read.0)));
+    let mut down_fut = std::pin::pin!(splice::one_way(sr, cw, plan.1, activity, count(&read.1)));
+    let (mut up, mut down) = (None, None);
+    while up.is_none() || down.is_none() {
+        tokio::select! {
+            r = &mut up_fut, if up.is_none() => up = Some(r),
+            r = &mut down_fut, if down.is_none() => down = Some(r),
+        }
+        let failed_one =
+            |r: &Option<splice::DirResult>| r.as_ref().is_some_and(|r| r.error.is_some());
+        if failed_one(&up) || failed_one(&down) {
+            break;
+        }
+    }
     let mut first = None;
     for (r, src, dst) in [
         (up, CLIENT_ERROR, SERVER_ERROR),
         (down, SERVER_ERROR, CLIENT_ERROR),
     ] {
-        if let Some((side, e)) = r.error {
+        if let Some((side, e)) = r.and_then(|r| r.error) {
             let who = if side == splice::Side::Src { src } else { dst };
             let _ = failed.compare_exchange(NO_ERROR, who, Ordering::AcqRel, Ordering::Acquire);
             first.get_or_insert(e);
