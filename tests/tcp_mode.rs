@@ -5,7 +5,6 @@ mod common;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
 
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -138,28 +137,7 @@ async fn idle_session_is_closed_but_a_moving_one_lives() {
         "    timeout client 300ms\n    timeout server 300ms\n",
     ))
     .await;
-    // Moving: a byte every 100 ms for 1.2 s, four times the timeout.
-    let mut c = TcpStream::connect(fe_addr(&proxy)).await.unwrap();
-    let mut t = Instant::now();
-    for i in 0..12u8 {
-        if i > 0 {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        c.write_all(&[i]).await.unwrap();
-        let mut b = [0u8; 1];
-        within(2, c.read_exact(&mut b)).await.unwrap();
-        assert_eq!(b[0], i);
-        t = Instant::now();
-    }
-    // Idle from `t` on: closed by weir ~300 ms later.
-    let mut rest = Vec::new();
-    within(5, c.read_to_end(&mut rest)).await.unwrap();
-    assert!(
-        t.elapsed() >= Duration::from_millis(250),
-        "{:?}",
-        t.elapsed()
-    );
-    assert!(rest.is_empty());
+    moving_then_idle_300ms(fe_addr(&proxy)).await;
 }
 
 #[tokio::test]

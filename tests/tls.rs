@@ -521,50 +521,35 @@ async fn health_checks_over_tls() {
 }
 
 /// `mode tcp` with `bind ... ssl`: TLS offload in front of a cleartext
-/// gRPC server.
+/// gRPC server. With `option splice-*` too: the bytes are decrypted in user
+/// space, so nothing can be spliced and the session works as without it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tls_offload_in_tcp_mode() {
+async fn tls_offload_in_tcp_mode_with_and_without_splice() {
     let f = Files::new();
     let ca = Ca::new("Test CA");
     let (fc, fk) = ca.leaf(&["localhost"], "weir", false);
     let cert = f.write("cert.pem", &format!("{fc}{fk}"));
     let servers = echo_servers(1).await;
-    let cfg = format!(
-        "defaults\n    mode tcp\n    timeout connect 2s\nfrontend fe\n    bind 127.0.0.1:0 ssl crt {} alpn h2\n    default_backend be\nbackend be\n    server s1 {}\n",
-        show(&cert),
-        servers[0].addr
-    );
-    let proxy = weir::proxy::start(load(&cfg).config).await.expect("starts");
-    let ch = tls_channel(fe_addr(&proxy), &ca.pem(), "localhost", None)
-        .await
-        .expect("TLS");
-    all_kinds(&ch, "s1").await;
-}
-
-/// `option splice-*` with a TLS frontend: the bytes are decrypted in user
-/// space, so nothing can be spliced; the session works as without it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tls_in_tcp_mode_with_splice_copies_through_user_space() {
-    let f = Files::new();
-    let ca = Ca::new("Test CA");
-    let (fc, fk) = ca.leaf(&["localhost"], "weir", false);
-    let cert = f.write("cert.pem", &format!("{fc}{fk}"));
-    let servers = echo_servers(1).await;
-    let cfg = format!(
-        "defaults\n    mode tcp\n    timeout connect 2s\n    option splice-request\n    option splice-response\nfrontend fe\n    bind 127.0.0.1:0 ssl crt {} alpn h2\n    default_backend be\nbackend be\n    server s1 {}\n",
-        show(&cert),
-        servers[0].addr
-    );
-    let proxy = weir::proxy::start(load(&cfg).config).await.expect("starts");
-    let ch = tls_channel(fe_addr(&proxy), &ca.pem(), "localhost", None)
-        .await
-        .expect("TLS");
-    all_kinds(&ch, "s1").await;
-    let fe = proxy.stats().frontend("fe");
-    assert_eq!(
-        fe.spliced_bytes.load(std::sync::atomic::Ordering::Relaxed),
-        0
-    );
+    for splice in [
+        "",
+        "    option splice-request\n    option splice-response\n",
+    ] {
+        let cfg = format!(
+            "defaults\n    mode tcp\n    timeout connect 2s\n{splice}frontend fe\n    bind 127.0.0.1:0 ssl crt {} alpn h2\n    default_backend be\nbackend be\n    server s1 {}\n",
+            show(&cert),
+            servers[0].addr
+        );
+        let proxy = weir::proxy::start(load(&cfg).config).await.expect("starts");
+        let ch = tls_channel(fe_addr(&proxy), &ca.pem(), "localhost", None)
+            .await
+            .expect("TLS");
+        all_kinds(&ch, "s1").await;
+        let fe = proxy.stats().frontend("fe");
+        assert_eq!(
+            fe.spliced_bytes.load(std::sync::atomic::Ordering::Relaxed),
+            0
+        );
+    }
 }
 
 /// `sni <expression>`: the name sent to the server comes from the request,

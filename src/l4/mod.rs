@@ -185,6 +185,27 @@ async fn splice_both(
     }
 }
 
+/// Runs a session's copy under its idle timer (if any) until it ends, the
+/// timer fires (`None`) or weir stops (`Interrupted`).
+async fn run_session<F>(
+    copy: F,
+    timer: Option<&mut IdleTimer>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<std::io::Result<(u64, u64)>>
+where
+    F: std::future::Future<Output = std::io::Result<(u64, u64)>>,
+{
+    tokio::select! {
+        r = async {
+            match timer {
+                Some(t) => t.run(copy).await,
+                None => Some(copy.await),
+            }
+        } => r,
+        _ = crate::proxy::stopping(shutdown) => Some(Err(std::io::ErrorKind::Interrupted.into())),
+    }
+}
+
 fn ms(d: Duration) -> i64 {
     d.as_millis() as i64
 }
@@ -314,15 +335,7 @@ pub async fn serve<S>(
                     &spliced_read,
                     &fe,
                 );
-                tokio::select! {
-                    r = async {
-                        match timer.as_mut() {
-                            Some(t) => t.run(copy).await,
-                            None => Some(copy.await),
-                        }
-                    } => r,
-                    _ = crate::proxy::stopping(&mut shutdown) => Some(Err(std::io::ErrorKind::Interrupted.into())),
-                }
+                run_session(copy, timer.as_mut(), &mut shutdown).await
             }
             _ => {
                 let mut c = Watched {
@@ -342,15 +355,7 @@ pub async fn serve<S>(
                 let copy = tokio::io::copy_bidirectional_with_sizes(
                     &mut c, &mut s, fe.bufsize, fe.bufsize,
                 );
-                let r = tokio::select! {
-                    r = async {
-                        match timer.as_mut() {
-                            Some(t) => t.run(copy).await,
-                            None => Some(copy.await),
-                        }
-                    } => r,
-                    _ = crate::proxy::stopping(&mut shutdown) => Some(Err(std::io::ErrorKind::Interrupted.into())),
-                };
+                let r = run_session(copy, timer.as_mut(), &mut shutdown).await;
                 read = Some((c.read, s.read));
                 r
             }

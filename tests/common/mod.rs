@@ -101,6 +101,34 @@ pub async fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool) -> 
     start.elapsed()
 }
 
+/// mode tcp idle timeout of 300 ms against an echo server behind `addr`:
+/// a session moving a byte every 100 ms for 1.2 s lives, then it is closed
+/// about 300 ms after its last byte.
+pub async fn moving_then_idle_300ms(addr: SocketAddr) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut t = std::time::Instant::now();
+    for i in 0..12u8 {
+        if i > 0 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        c.write_all(&[i]).await.unwrap();
+        let mut b = [0u8; 1];
+        within(2, c.read_exact(&mut b)).await.unwrap();
+        assert_eq!(b[0], i);
+        t = std::time::Instant::now();
+    }
+    // Idle from `t` on: closed by weir ~300 ms later.
+    let mut rest = Vec::new();
+    within(5, c.read_to_end(&mut rest)).await.unwrap();
+    assert!(
+        t.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        t.elapsed()
+    );
+    assert!(rest.is_empty());
+}
+
 /// Server `name` of backend `backend` in a running proxy.
 pub fn server(
     p: &weir::proxy::Running,
