@@ -154,14 +154,7 @@ fn admit(
     }
     let track =
         (!fe.tables.is_empty()).then(|| crate::stick::ReqTrack::connection(fe.tables.clone()));
-    let env = crate::http::rules::Env {
-        src: peer,
-        dst: local,
-        frontend: &fe.name,
-        backend: None,
-        tls: None,
-        track: track.as_ref(),
-    };
+    let env = crate::http::rules::Env::connection(fe, peer, local, track.as_ref());
     if !crate::http::rules::connection(&fe.tcp_request_connection, &env) {
         fe.stats.denied_conn.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(frontend = %fe.name, %peer, "connection rejected by a 'tcp-request connection' rule");

@@ -14,25 +14,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use weir_echo::pb::EchoRequest;
 
-/// Echoes every byte back; shuts its write side down after reading EOF.
-async fn echo_server() -> SocketAddr {
-    let l = TcpListener::bind(ANY).await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        for _ in 0..256 {
-            let Ok((mut s, _)) = l.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let (mut r, mut w) = s.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-                let _ = w.shutdown().await;
-            });
-        }
-    });
-    addr
-}
-
 fn config(server: SocketAddr, defaults: &str, frontend: &str, backend: &str) -> String {
     format!(
         "defaults\n    mode tcp\n    timeout connect 2s\n{defaults}\
@@ -48,50 +29,10 @@ fn spliced(p: &weir::proxy::Running) -> u64 {
         .load(Ordering::Relaxed)
 }
 
-fn pattern(i: usize) -> u8 {
-    (i.wrapping_mul(2_654_435_761) >> 13) as u8
-}
-
-/// Sends `total` bytes through the proxy to the echo server and checks
-/// every byte that comes back.
-async fn echo_exact(addr: SocketAddr, total: usize) {
-    let mut c = TcpStream::connect(addr).await.unwrap();
-    let (mut r, mut w) = c.split();
-    let writer = async {
-        let chunk: Vec<u8> = (0..100_003).map(pattern).collect();
-        let mut sent = 0;
-        while sent < total {
-            let n = chunk.len().min(total - sent);
-            // Each chunk starts where the previous one ended in the pattern.
-            let part: Vec<u8> = (sent..sent + n).map(pattern).collect();
-            w.write_all(&part).await.unwrap();
-            sent += n;
-        }
-        w.shutdown().await.unwrap();
-    };
-    let reader = async {
-        let mut got = 0usize;
-        let mut buf = vec![0u8; 65536];
-        loop {
-            let n = r.read(&mut buf).await.unwrap();
-            if n == 0 {
-                break;
-            }
-            for (k, b) in buf[..n].iter().enumerate() {
-                assert_eq!(*b, pattern(got + k), "byte {}", got + k);
-            }
-            got += n;
-        }
-        got
-    };
-    let ((), got) = within(60, async { tokio::join!(writer, reader) }).await;
-    assert_eq!(got, total);
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_option_moves_bytes_unchanged_and_counts_what_it_spliced() {
     const N: usize = 8 << 20;
-    let srv = echo_server().await;
+    let srv = tcp_echo_server().await;
     // (defaults lines, expected spliced bytes: Some(exact) or None for "> 0")
     let cases: [(&str, Option<u64>); 5] = [
         ("", Some(0)),
@@ -105,7 +46,7 @@ async fn each_option_moves_bytes_unchanged_and_counts_what_it_spliced() {
     ];
     for (defaults, expect) in cases {
         let proxy = start_proxy(&config(srv, defaults, "", "")).await;
-        echo_exact(fe_addr(&proxy), N).await;
+        tcp_echo_exact(fe_addr(&proxy), N).await;
         // The session's counters are added when it ends.
         let t = &proxy.stats().frontend("fe").traffic;
         wait_for(5, "session end", || {
@@ -125,7 +66,7 @@ async fn each_option_moves_bytes_unchanged_and_counts_what_it_spliced() {
 #[tokio::test]
 async fn the_backend_or_the_frontend_can_turn_it_on_and_no_option_turns_it_off() {
     const N: usize = 1 << 20;
-    let srv = echo_server().await;
+    let srv = tcp_echo_server().await;
     for (defaults, fe, be, on) in [
         ("", "", "    option splice-request\n", true),
         ("", "    option splice-response\n", "", true),
@@ -145,7 +86,7 @@ async fn the_backend_or_the_frontend_can_turn_it_on_and_no_option_turns_it_off()
         ),
     ] {
         let proxy = start_proxy(&config(srv, defaults, fe, be)).await;
-        echo_exact(fe_addr(&proxy), N).await;
+        tcp_echo_exact(fe_addr(&proxy), N).await;
         wait_for(5, "session end", || {
             proxy
                 .stats()
@@ -167,7 +108,7 @@ async fn the_backend_or_the_frontend_can_turn_it_on_and_no_option_turns_it_off()
 
 #[tokio::test]
 async fn half_close_still_gets_the_reply() {
-    let srv = echo_server().await;
+    let srv = tcp_echo_server().await;
     for opt in [
         "option splice-auto",
         "option splice-request\n    option splice-response",
@@ -184,7 +125,7 @@ async fn half_close_still_gets_the_reply() {
 
 #[tokio::test]
 async fn idle_spliced_session_is_closed_but_a_moving_one_lives() {
-    let srv = echo_server().await;
+    let srv = tcp_echo_server().await;
     let proxy = start_proxy(&config(
         srv,
         "    option splice-request\n    option splice-response\n    timeout client 300ms\n    timeout server 300ms\n",
@@ -241,7 +182,7 @@ async fn tcplog_counts_spliced_bytes_and_a_server_reset_is_sd() {
     let proxy = start_proxy(&cfg).await;
 
     let mut c = TcpStream::connect(fe_addr(&proxy)).await.unwrap();
-    let data: Vec<u8> = (0..1 << 20).map(pattern).collect();
+    let data: Vec<u8> = (0..1 << 20).map(tcp_pattern).collect();
     c.write_all(&data).await.unwrap();
     let mut back = vec![0u8; 1 << 20];
     within(10, c.read_exact(&mut back)).await.unwrap();
@@ -336,7 +277,7 @@ fn splice_in_mode_http_is_a_warning_not_an_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn maxpipes_caps_open_pipes_and_the_rest_is_copied() {
     const N: usize = 1 << 20;
-    let srv = echo_server().await;
+    let srv = tcp_echo_server().await;
     for max in [0u64, 3] {
         let cfg = format!(
             "global\n    maxpipes {max}\n{}",
@@ -373,7 +314,7 @@ async fn maxpipes_caps_open_pipes_and_the_rest_is_copied() {
         assert_eq!(metric("weir_splice_pipes_refused_total "), 8 - max);
         // The sessions without a pipe still carry bulk data unchanged.
         for mut c in open {
-            let data: Vec<u8> = (0..N).map(pattern).collect();
+            let data: Vec<u8> = (0..N).map(tcp_pattern).collect();
             let (mut r, mut w) = c.split();
             let mut back = vec![0u8; N];
             let (wr, rd) = within(20, async {
@@ -396,7 +337,7 @@ async fn maxpipes_caps_open_pipes_and_the_rest_is_copied() {
 /// spliced. Bad sizes are load errors with the line.
 #[tokio::test]
 async fn tune_bufsize_sets_the_copy_buffer_and_the_splice_auto_threshold() {
-    let srv = echo_server().await;
+    let srv = tcp_echo_server().await;
     for (bufsize, auto) in [("1k", false), ("64k", false), ("1k", true)] {
         let defaults = if auto { "    option splice-auto\n" } else { "" };
         let cfg = format!(
@@ -404,7 +345,7 @@ async fn tune_bufsize_sets_the_copy_buffer_and_the_splice_auto_threshold() {
             config(srv, defaults, "", "")
         );
         let proxy = start_proxy(&cfg).await;
-        echo_exact(fe_addr(&proxy), 3 << 20).await;
+        tcp_echo_exact(fe_addr(&proxy), 3 << 20).await;
         assert_eq!(spliced(&proxy) > 0, auto, "{bufsize} {auto}");
     }
     for (bad, why) in [

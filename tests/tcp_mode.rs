@@ -11,25 +11,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use weir_echo::pb::EchoRequest;
 
-/// Echoes every byte back; shuts its write side down after reading EOF.
-async fn echo_server() -> SocketAddr {
-    let l = TcpListener::bind(ANY).await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        for _ in 0..256 {
-            let Ok((mut s, _)) = l.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let (mut r, mut w) = s.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-                let _ = w.shutdown().await;
-            });
-        }
-    });
-    addr
-}
-
 /// Writes its name to each connection, then closes.
 async fn name_server(name: &'static str) -> SocketAddr {
     let l = TcpListener::bind(ANY).await.unwrap();
@@ -60,47 +41,14 @@ fn tcp_config(servers: &[(&str, SocketAddr)], extra_defaults: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundred_mib_byte_exact_both_ways() {
-    let srv = echo_server().await;
+    let srv = tcp_echo_server().await;
     let proxy = start_proxy(&tcp_config(&[("s1", srv)], "")).await;
-    let mut c = TcpStream::connect(fe_addr(&proxy)).await.unwrap();
-    let (mut r, mut w) = c.split();
-    const TOTAL: usize = 100 << 20;
-    let writer = async {
-        let chunk: Vec<u8> = (0..65536u32)
-            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
-            .collect();
-        let mut sent = 0;
-        while sent < TOTAL {
-            w.write_all(&chunk).await.unwrap();
-            sent += chunk.len();
-        }
-        w.shutdown().await.unwrap();
-    };
-    let reader = async {
-        let expect: Vec<u8> = (0..65536u32)
-            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
-            .collect();
-        let mut got = 0usize;
-        let mut buf = vec![0u8; 65536];
-        loop {
-            let n = r.read(&mut buf).await.unwrap();
-            if n == 0 {
-                break;
-            }
-            for (k, b) in buf[..n].iter().enumerate() {
-                assert_eq!(*b, expect[(got + k) % 65536], "byte {}", got + k);
-            }
-            got += n;
-        }
-        got
-    };
-    let ((), got) = within(120, async { tokio::join!(writer, reader) }).await;
-    assert_eq!(got, TOTAL);
+    tcp_echo_exact(fe_addr(&proxy), 100 << 20).await;
 }
 
 #[tokio::test]
 async fn half_close_still_gets_the_reply() {
-    let srv = echo_server().await;
+    let srv = tcp_echo_server().await;
     let proxy = start_proxy(&tcp_config(&[("s1", srv)], "")).await;
     let mut c = TcpStream::connect(fe_addr(&proxy)).await.unwrap();
     c.write_all(b"request then FIN").await.unwrap();
@@ -131,7 +79,7 @@ async fn connections_round_robin_over_three_servers() {
 
 #[tokio::test]
 async fn idle_session_is_closed_but_a_moving_one_lives() {
-    let srv = echo_server().await;
+    let srv = tcp_echo_server().await;
     let proxy = start_proxy(&tcp_config(
         &[("s1", srv)],
         "    timeout client 300ms\n    timeout server 300ms\n",
@@ -221,21 +169,7 @@ async fn grpc_over_l4_sticks_to_one_server_per_connection() {
 
 /// Writes its name on connect, then echoes until EOF (holds the connection).
 async fn named_echo(name: &'static str) -> SocketAddr {
-    let l = TcpListener::bind(ANY).await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        for _ in 0..256 {
-            let Ok((mut s, _)) = l.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let _ = s.write_all(name.as_bytes()).await;
-                let (mut r, mut w) = s.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-            });
-        }
-    });
-    addr
+    tcp_echo_server_greeting(name).await
 }
 
 /// Connects (optionally from a given local IP) and reads the server's name.

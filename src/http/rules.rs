@@ -30,7 +30,25 @@ pub struct Env<'a> {
     pub track: Option<&'a crate::stick::ReqTrack>,
 }
 
-impl Env<'_> {
+impl<'e> Env<'e> {
+    /// What a rule sees of a client connection before any request (the
+    /// `tcp-request connection` rules, mode tcp `use_backend`).
+    pub fn connection(
+        fe: &'e crate::runtime::Frontend,
+        src: SocketAddr,
+        dst: SocketAddr,
+        track: Option<&'e crate::stick::ReqTrack>,
+    ) -> Env<'e> {
+        Env {
+            src,
+            dst,
+            frontend: &fe.name,
+            backend: None,
+            tls: None,
+            track,
+        }
+    }
+
     /// The ACL view of a request head (and optionally its response).
     pub fn input<'a>(
         &'a self,

@@ -234,14 +234,7 @@ pub async fn serve<S>(
         let track = conn_track
             .as_deref()
             .map(|c| crate::stick::ReqTrack::view_conn(fe.tables.clone(), c));
-        let env = crate::http::rules::Env {
-            src: peer,
-            dst: local,
-            frontend: &fe.name,
-            backend: None,
-            tls: None,
-            track: track.as_ref(),
-        };
+        let env = crate::http::rules::Env::connection(&fe, peer, local, track.as_ref());
         crate::http::rules::route(&fe, &parts, &env).ok()
     };
     let Some(backend) = backend else {

@@ -101,6 +101,74 @@ pub async fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool) -> 
     start.elapsed()
 }
 
+/// A raw TCP server (for mode tcp) that echoes every byte back and shuts
+/// its write side down after reading EOF; serves up to 256 connections.
+pub async fn tcp_echo_server() -> SocketAddr {
+    tcp_echo_server_greeting("").await
+}
+
+/// [`tcp_echo_server`] that first writes `greeting` to each connection.
+pub async fn tcp_echo_server_greeting(greeting: &'static str) -> SocketAddr {
+    use tokio::io::AsyncWriteExt;
+    let l = tokio::net::TcpListener::bind(ANY).await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        for _ in 0..256 {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let _ = s.write_all(greeting.as_bytes()).await;
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+                let _ = w.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+/// The byte at offset `i` of the stream [`tcp_echo_exact`] sends.
+pub fn tcp_pattern(i: usize) -> u8 {
+    (i.wrapping_mul(2_654_435_761) >> 13) as u8
+}
+
+/// Sends `total` bytes to `addr` (a proxy in front of [`tcp_echo_server`])
+/// and checks every byte that comes back.
+pub async fn tcp_echo_exact(addr: SocketAddr, total: usize) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut r, mut w) = c.split();
+    let writer = async {
+        let mut sent = 0;
+        while sent < total {
+            // Odd-sized writes, each continuing the pattern.
+            let n = 100_003.min(total - sent);
+            let part: Vec<u8> = (sent..sent + n).map(tcp_pattern).collect();
+            w.write_all(&part).await.unwrap();
+            sent += n;
+        }
+        w.shutdown().await.unwrap();
+    };
+    let reader = async {
+        let mut got = 0usize;
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let n = r.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            for (k, b) in buf[..n].iter().enumerate() {
+                assert_eq!(*b, tcp_pattern(got + k), "byte {}", got + k);
+            }
+            got += n;
+        }
+        got
+    };
+    let ((), got) = within(120, async { tokio::join!(writer, reader) }).await;
+    assert_eq!(got, total);
+}
+
 /// mode tcp idle timeout of 300 ms against an echo server behind `addr`:
 /// a session moving a byte every 100 ms for 1.2 s lives, then it is closed
 /// about 300 ms after its last byte.
