@@ -124,7 +124,7 @@ fn splice_plan(s: crate::config::Splice) -> Option<(splice::How, splice::How)> {
         (false, true) => How::Auto,
         (false, false) => How::Copy,
     };
-    (s.auto || s.request || s.response).then(|| (dir(s.request), dir(s.response)))
+    s.any().then(|| (dir(s.request), dir(s.response)))
 }
 
 /// Both directions of a cleartext session through [`splice::one_way`].

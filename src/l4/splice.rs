@@ -170,11 +170,15 @@ thread_local! {
     static POOL: std::cell::RefCell<Vec<Pipe>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
+/// A pooled pipe of this budget, else a new one. Pooled pipes of another
+/// budget (a configuration since replaced) are closed on the way.
 fn take_pipe(budget: &Arc<PipeBudget>) -> io::Result<Pipe> {
-    match POOL.with(|p| p.borrow_mut().pop()) {
-        Some(p) => Ok(p),
-        None => Pipe::new(budget),
+    while let Some(p) = POOL.with(|p| p.borrow_mut().pop()) {
+        if Arc::ptr_eq(&p.budget, budget) {
+            return Ok(p);
+        }
     }
+    Pipe::new(budget)
 }
 
 /// Returns an empty pipe to this thread's pool; a pipe that still holds
@@ -468,6 +472,13 @@ mod tests {
         assert!(got == data);
         assert_eq!(spliced, 1 << 20);
         assert_eq!((one.refused(), one.open()), (0, 1));
+        // A new budget (a reload) does not use the old one's pooled pipe:
+        // it is closed, and the old budget gets its slot back.
+        let other = PipeBudget::new(0);
+        let (got, _, _, spliced) = through_with(How::Always, data.clone(), &other).await;
+        assert!(got == data);
+        assert_eq!((spliced, other.refused()), (0, 1));
+        assert_eq!(one.open(), 0);
     }
 
     #[tokio::test]
