@@ -243,10 +243,11 @@ impl Snapshot {
                 cfg.global.maxpipes.map(|n| n as usize).unwrap_or_else(|| {
                     crate::l4::splice::PipeBudget::default_max(cfg.global.maxconn)
                 });
+            let size = cfg.global.pipesize.map(|n| n as usize);
             previous
                 .map(|p| p.pipes.clone())
-                .filter(|p| p.max() == max)
-                .unwrap_or_else(|| crate::l4::splice::PipeBudget::new(max))
+                .filter(|p| p.max() == max && p.size() == size)
+                .unwrap_or_else(|| crate::l4::splice::PipeBudget::sized(max, size))
         };
         let mut frontends = Vec::with_capacity(cfg.frontends.len());
         for f in &cfg.frontends {

@@ -391,3 +391,35 @@ async fn a_server_reset_closes_an_idle_client_at_once() {
     let _ = within(5, c.read_to_end(&mut rest)).await;
     assert!(rest.is_empty());
 }
+
+/// `tune.pipesize`: larger pipes carry the same bytes (the kernel side is
+/// checked in `l4::splice`'s unit tests); bad sizes are load errors with
+/// the line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tune_pipesize_sizes_the_pipes() {
+    const N: usize = 8 << 20;
+    let srv = tcp_echo_server().await;
+    let cfg = format!(
+        "global\n    tune.pipesize 1m\n{}",
+        config(
+            srv,
+            "    option splice-request\n    option splice-response\n",
+            "",
+            ""
+        )
+    );
+    let loaded = weir::config::parse_str("t.cfg", &cfg).expect("loads");
+    assert_eq!(loaded.config.global.pipesize, Some(1 << 20));
+    let proxy = weir::proxy::start(loaded.config).await.expect("starts");
+    tcp_echo_exact(fe_addr(&proxy), N).await;
+    wait_for(5, "session end", || spliced(&proxy) == 2 * N as u64).await;
+    for (bad, why) in [("100", "out of range"), ("65m", "out of range")] {
+        let err = weir::config::parse_str("t.cfg", &format!("global\n    tune.pipesize {bad}\n"))
+            .expect_err(bad);
+        let text = err.to_string();
+        assert!(
+            text.contains("t.cfg:2") && text.contains(why),
+            "{bad}: {text}"
+        );
+    }
+}

@@ -204,6 +204,7 @@ pub(crate) static KEYWORDS: &[Keyword] = &[
     ignored("chroot", GLOBAL, Yet),
     ignored("pidfile", GLOBAL, Yet),
     kw("tune.bufsize", GLOBAL, "tune.bufsize <size>", G(p::tune::bufsize)),
+    kw("tune.pipesize", GLOBAL, "tune.pipesize <size>", G(p::tune::pipesize)),
     kw(
         "tune.h2.max-concurrent-streams",
         GLOBAL,

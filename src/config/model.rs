@@ -62,6 +62,9 @@ pub struct Global {
     /// `tune.bufsize <size>`: the `mode tcp` copy buffer of each direction
     /// (unset: [`Global::DEFAULT_BUFSIZE`]).
     pub bufsize: Option<u32>,
+    /// `tune.pipesize <size>`: the size of each splice pipe (unset: the
+    /// kernel's default, 64 KiB).
+    pub pipesize: Option<u32>,
     /// `nbthread N`: worker threads (default: number of CPUs).
     pub nbthread: Option<usize>,
     /// `log ...` lines in `global` (used by sections that say `log global`).

@@ -64,6 +64,9 @@ pub struct Counters<'a> {
 #[derive(Debug)]
 pub struct PipeBudget {
     max: usize,
+    /// `tune.pipesize`: asked of each new pipe (`F_SETPIPE_SZ`); `None`
+    /// keeps the kernel's default (64 KiB).
+    size: Option<usize>,
     open: AtomicUsize,
     /// Times a direction wanted a pipe and got none (budget or error).
     refused: AtomicU64,
@@ -71,8 +74,14 @@ pub struct PipeBudget {
 
 impl PipeBudget {
     pub fn new(max: usize) -> Arc<PipeBudget> {
+        Self::sized(max, None)
+    }
+
+    /// A budget whose pipes are resized to `size` bytes (`tune.pipesize`).
+    pub fn sized(max: usize, size: Option<usize>) -> Arc<PipeBudget> {
         Arc::new(PipeBudget {
             max,
+            size,
             open: AtomicUsize::new(0),
             refused: AtomicU64::new(0),
         })
@@ -101,6 +110,11 @@ impl PipeBudget {
 
     pub fn max(&self) -> usize {
         self.max
+    }
+
+    /// `tune.pipesize`, if set.
+    pub fn size(&self) -> Option<usize> {
+        self.size
     }
 
     /// Pipes open now (in use or pooled).
@@ -158,6 +172,15 @@ impl Pipe {
         }
         // SAFETY: pipe2 succeeded, both descriptors are open and ours alone.
         let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        if let Some(size) = budget.size {
+            let size = libc::c_int::try_from(size).unwrap_or(libc::c_int::MAX);
+            // SAFETY: `w` is an open pipe descriptor; F_SETPIPE_SZ takes an int.
+            if unsafe { libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, size) } < 0 {
+                // Above /proc/sys/fs/pipe-max-size without privilege: the
+                // pipe keeps the default size and still works.
+                tracing::debug!(size, error = %io::Error::last_os_error(), "tune.pipesize not applied");
+            }
+        }
         Ok(Pipe {
             r,
             w,
@@ -479,6 +502,23 @@ mod tests {
         assert!(got == data);
         assert_eq!((spliced, other.refused()), (0, 1));
         assert_eq!(one.open(), 0);
+    }
+
+    /// The capacity the kernel gave a pipe.
+    fn capacity(p: &Pipe) -> i32 {
+        // SAFETY: `p.w` is an open pipe descriptor.
+        unsafe { libc::fcntl(p.w.as_raw_fd(), libc::F_GETPIPE_SZ) }
+    }
+
+    #[test]
+    fn tune_pipesize_resizes_new_pipes() {
+        let plain = PipeBudget::new(4);
+        assert_eq!(capacity(&Pipe::new(&plain).unwrap()), 64 * 1024);
+        let big = PipeBudget::sized(4, Some(256 * 1024));
+        assert_eq!(capacity(&Pipe::new(&big).unwrap()), 256 * 1024);
+        // The kernel rounds up to a power-of-two number of pages.
+        let odd = PipeBudget::sized(4, Some(100_000));
+        assert_eq!(capacity(&Pipe::new(&odd).unwrap()), 128 * 1024);
     }
 
     #[tokio::test]

@@ -810,6 +810,7 @@ fn json_doc(page: &StatsPage, stats: &Stats, snap: Option<&Snapshot>) -> Value {
         doc["pipes"] = json!({
             "open": snap.pipes.open(),
             "max": snap.pipes.max(),
+            "size": snap.pipes.size(),
             "refused": snap.pipes.refused(),
         });
     }

@@ -42,6 +42,13 @@ pub(crate) fn bufsize(ctx: &mut Ctx, g: &mut Global) -> R {
     Ok(())
 }
 
+/// `tune.pipesize <size>` (4k-64m, default: the kernel's): the size of
+/// each pipe `option splice-*` uses.
+pub(crate) fn pipesize(ctx: &mut Ctx, g: &mut Global) -> R {
+    g.pipesize = Some(size_in(ctx.single("<size>")?, 4096, 64 << 20)?);
+    Ok(())
+}
+
 /// `tune.h2.max-header-list-size <size>` (1k-16m, default 64k).
 pub(crate) fn max_header_list_size(ctx: &mut Ctx, g: &mut Global) -> R {
     g.h2.max_header_list_size = size_in(ctx.single("<size>")?, 1024, 16 << 20)?;
