@@ -8,7 +8,9 @@ first; docs/benchmarks.md explains the method and how to read the output.
                [--scenarios a,lat,b,c,d,e,l4,policy,observe] [--out bench/results/latest.md]
 
 WEIR_B_BIN=/path/to/weir adds a target "weir-b": that binary with weir's
-config, next to "weir" in every scenario that has weir (before/after runs).
+config, next to "weir" in every scenario that has weir (before/after runs),
+and "weir-b-splice" next to "weir-splice". WEIR_B_GLOBAL="line; line" adds
+`global` lines to weir-b's config (A/B of a tuning keyword).
 
 Every process this script starts is kept by PID and only those are stopped
 (SIGTERM, then SIGKILL after 5 s). All traffic stays on 127.0.0.1. Every loop
@@ -418,9 +420,13 @@ class Bench:
         self.weir_b = os.path.abspath(os.environ["WEIR_B_BIN"]) if os.environ.get("WEIR_B_BIN") else None
         if self.weir_b:
             for scen in SCENARIOS.values():
-                if "weir" in scen["targets"] and "weir-b" not in scen["targets"]:
-                    i = scen["targets"].index("weir")
-                    scen["targets"] = scen["targets"][:i + 1] + ["weir-b"] + scen["targets"][i + 1:]
+                for a, b in (("weir", "weir-b"), ("weir-splice", "weir-b-splice")):
+                    if a in scen["targets"] and b not in scen["targets"]:
+                        i = scen["targets"].index(a)
+                        scen["targets"] = scen["targets"][:i + 1] + [b] + scen["targets"][i + 1:]
+        # WEIR_B_GLOBAL="line; line": extra `global` lines for weir-b's
+        # config (A/B runs of a tuning keyword with WEIR_B_BIN = the same binary).
+        self.weir_b_global = [l.strip() for l in os.environ.get("WEIR_B_GLOBAL", "").split(";") if l.strip()]
         # Log datagrams (scenarios policy and observe) go to this socket; it
         # is only read around preflight calls (drain_logs), the kernel drops
         # what does not fit its receive buffer.
@@ -481,9 +487,13 @@ class Bench:
             f"(CPUs {self.backend_cpus or 'any'})")
 
     # -------------------------------------------------------------- proxies
-    def render(self, template, dest, port, subdir, stats_port=None):
+    def render(self, template, dest, port, subdir, stats_port=None, extra_global=()):
         with open(os.path.join(CONFIGS, template)) as f:
             text = f.read()
+        if extra_global:
+            if "\nglobal\n" not in text:
+                raise SystemExit(f"{template} has no global section for WEIR_B_GLOBAL")
+            text = text.replace("\nglobal\n", "\nglobal\n" + "".join(f"    {l}\n" for l in extra_global), 1)
         values = {
             "THREADS": str(self.threads), "MAXCONN": str(self.maxconn), "NOFILE": str(self.nofile),
             # nginx closes idle keep-alive connections when free connection
@@ -518,7 +528,8 @@ class Bench:
             config = "proxy-tcp-splice.cfg"
         if base in ("weir", "weir-b"):
             tmpl = config or {"http": "proxy-http.cfg", "tcp": "proxy-tcp.cfg", "tls": "proxy-tls.cfg"}[mode]
-            cfg = self.render(tmpl, os.path.join(sub, "weir.cfg"), port, sub, stats_port)
+            cfg = self.render(tmpl, os.path.join(sub, "weir.cfg"), port, sub, stats_port,
+                              self.weir_b_global if base == "weir-b" else ())
             argv = [os.path.join(self.args.bin_dir, base), "-f", cfg]
         elif base == "haproxy":
             tmpl = config or {"http": "proxy-http.cfg", "tcp": "proxy-tcp.cfg", "tls": "proxy-tls.cfg"}[mode]
@@ -957,7 +968,7 @@ class Bench:
             h2load=first_line(run_cmd(["h2load", "--version"])),
             weir_commit=commit + ("-dirty" if dirty else ""), bin_dir=self.source_bin_dir,
             weir_sha256_12=self.bin_sums["weir"], weir_b_bin=self.weir_b,
-            weir_b_sha256_12=self.bin_sums.get("weir-b"),
+            weir_b_sha256_12=self.bin_sums.get("weir-b"), weir_b_global=self.weir_b_global,
             proxy_cpus=self.proxy_cpus or "any", load_cpus=self.load_cpus or "any",
             backend_cpus=self.backend_cpus or "any", proxy_threads=self.threads,
             h2load_threads=self.h2load_threads, duration_s=self.args.duration, reps=self.args.reps,
@@ -1115,7 +1126,9 @@ def render_markdown(meta, records, scenario_ids, unavailable, elapsed):
              + (" (**--quick smoke run: numbers are not meaningful**)" if meta["quick"] else ""))
     L.append(f"- machine: {meta['nproc']} CPUs ({meta['cpu_model']}), Linux {meta['kernel']}")
     L.append(f"- versions: weir {meta['weir_commit']} ({meta['bin_dir']}, sha256 {meta['weir_sha256_12']}…), "
-             + (f"weir-b {meta['weir_b_bin']} (sha256 {meta['weir_b_sha256_12']}…), " if meta.get("weir_b_bin") else "")
+             + (f"weir-b {meta['weir_b_bin']} (sha256 {meta['weir_b_sha256_12']}…"
+                + (f"; extra global lines: {'; '.join(meta['weir_b_global'])}" if meta.get("weir_b_global") else "")
+                + "), " if meta.get("weir_b_bin") else "")
              + f"{meta['haproxy']}, "
              f"{meta['nginx']}, {meta['h2load']}")
     L.append(f"- pinning: proxy on CPU {meta['proxy_cpus']}, h2load on CPU {meta['load_cpus']}, "
