@@ -159,8 +159,7 @@ async fn splice_both(
             r = &mut up_fut, if up.is_none() => up = Some(r),
             r = &mut down_fut, if down.is_none() => down = Some(r),
         }
-        let failed_one =
-            |r: &Option<splice::DirResult>| r.as_ref().is_some_and(|r| r.error.is_some());
+        let failed_one = |r: &Option<Result<(), splice::DirError>>| matches!(r, Some(Err(_)));
         if failed_one(&up) || failed_one(&down) {
             break;
         }
@@ -170,7 +169,7 @@ async fn splice_both(
         (up, CLIENT_ERROR, SERVER_ERROR),
         (down, SERVER_ERROR, CLIENT_ERROR),
     ] {
-        if let Some((side, e)) = r.and_then(|r| r.error) {
+        if let Some(Err((side, e))) = r {
             let who = if side == splice::Side::Src { src } else { dst };
             let _ = failed.compare_exchange(NO_ERROR, who, Ordering::AcqRel, Ordering::Acquire);
             first.get_or_insert(e);

@@ -42,9 +42,7 @@ pub enum How {
 }
 
 /// The error that ended a direction, with the side it came from.
-pub struct DirResult {
-    pub error: Option<(Side, io::Error)>,
-}
+pub type DirError = (Side, io::Error);
 
 /// What one direction shares with the rest of the proxy: counters it adds
 /// to as bytes move (so a session cut by a timeout still counts them) and
@@ -217,8 +215,9 @@ fn give_pipe(pipe: Pipe, empty: bool) {
     }
 }
 
-/// Pipes waiting in this thread's pool (tests).
-pub fn pooled_pipes() -> usize {
+/// Pipes waiting in this thread's pool.
+#[cfg(test)]
+fn pooled_pipes() -> usize {
     POOL.with(|p| p.borrow().len())
 }
 
@@ -251,77 +250,60 @@ pub async fn one_way(
     how: How,
     activity: &Activity,
     count: Counters<'_>,
-) -> DirResult {
-    let read = count.read;
-    let mut res = DirResult { error: None };
-    let mut splicing = how == How::Always;
-    if !splicing {
-        let mut buf = vec![0u8; count.bufsize.max(1)];
-        loop {
-            let n = match read_some(src.as_ref(), &mut buf).await {
-                Ok(n) => n,
-                Err(e) => {
-                    res.error = Some((Side::Src, e));
-                    return res;
-                }
-            };
-            if n == 0 {
-                break;
-            }
-            read.fetch_add(n as u64, Ordering::Relaxed);
-            activity.touch();
-            if let Err(e) = dst.write_all(&buf[..n]).await {
-                res.error = Some((Side::Dst, e));
-                return res;
-            }
-            activity.touch();
-            if how == How::Auto && n == buf.len() {
-                splicing = true;
-                break;
-            }
-        }
-    }
+) -> Result<(), DirError> {
+    let s = src.as_ref();
+    let splicing = match how {
+        How::Always => true,
+        How::Copy => copy_loop(s, &mut dst, activity, &count, false).await?,
+        How::Auto => copy_loop(s, &mut dst, activity, &count, true).await?,
+    };
     if splicing {
         match take_pipe(count.pipes) {
             Ok(pipe) => {
-                let (empty, err) =
-                    splice_loop(src.as_ref(), dst.as_ref(), &pipe, activity, &count).await;
+                let (empty, err) = splice_loop(s, dst.as_ref(), &pipe, activity, &count).await;
                 give_pipe(pipe, empty);
                 if let Some(e) = err {
-                    res.error = Some(e);
-                    return res;
+                    return Err(e);
                 }
             }
             Err(e) => {
                 count.pipes.refused.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(error = %e, "no pipe for splice, copying through user space");
-                let mut buf = vec![0u8; count.bufsize.max(1)];
-                loop {
-                    let n = match read_some(src.as_ref(), &mut buf).await {
-                        Ok(0) => break,
-                        Ok(n) => n,
-                        Err(e) => {
-                            res.error = Some((Side::Src, e));
-                            return res;
-                        }
-                    };
-                    read.fetch_add(n as u64, Ordering::Relaxed);
-                    activity.touch();
-                    if let Err(e) = dst.write_all(&buf[..n]).await {
-                        res.error = Some((Side::Dst, e));
-                        return res;
-                    }
-                }
+                copy_loop(s, &mut dst, activity, &count, false).await?;
             }
         }
     }
-    if let Err(e) = dst.shutdown().await {
+    match dst.shutdown().await {
         // The peer already closed: nothing left to tell it.
-        if e.kind() != io::ErrorKind::NotConnected {
-            res.error = Some((Side::Dst, e));
+        Err(e) if e.kind() != io::ErrorKind::NotConnected => Err((Side::Dst, e)),
+        _ => Ok(()),
+    }
+}
+
+/// `read` + `write` through a `tune.bufsize` buffer until `src` ends, or,
+/// with `switch`, until one read fills the buffer: returns whether it
+/// stopped to switch to splicing.
+async fn copy_loop(
+    src: &TcpStream,
+    dst: &mut WriteHalf<'_>,
+    activity: &Activity,
+    count: &Counters<'_>,
+    switch: bool,
+) -> Result<bool, DirError> {
+    let mut buf = vec![0u8; count.bufsize.max(1)];
+    loop {
+        let n = read_some(src, &mut buf).await.map_err(|e| (Side::Src, e))?;
+        if n == 0 {
+            return Ok(false);
+        }
+        count.read.fetch_add(n as u64, Ordering::Relaxed);
+        activity.touch();
+        dst.write_all(&buf[..n]).await.map_err(|e| (Side::Dst, e))?;
+        activity.touch();
+        if switch && n == buf.len() {
+            return Ok(true);
         }
     }
-    res
 }
 
 async fn read_some(src: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
@@ -398,7 +380,7 @@ mod tests {
     /// client → [proxy_in | proxy_out] → server, one direction through
     /// `one_way` with `how`; returns what the server read and the result.
     /// Returns what the server read, the result, bytes read and bytes spliced.
-    async fn through(how: How, data: Vec<u8>) -> (Vec<u8>, DirResult, u64, u64) {
+    async fn through(how: How, data: Vec<u8>) -> (Vec<u8>, Result<(), DirError>, u64, u64) {
         through_with(how, data, &PipeBudget::new(16)).await
     }
 
@@ -406,7 +388,7 @@ mod tests {
         how: How,
         data: Vec<u8>,
         pipes: &Arc<PipeBudget>,
-    ) -> (Vec<u8>, DirResult, u64, u64) {
+    ) -> (Vec<u8>, Result<(), DirError>, u64, u64) {
         let (mut client, mut proxy_in) = pair().await;
         let (mut proxy_out, mut server) = pair().await;
         let activity = Activity::new();
@@ -448,7 +430,7 @@ mod tests {
             for n in [0, 1, 100, BUF, 3 * 1024 * 1024 + 17] {
                 let data = pattern(n);
                 let (got, res, read, spliced) = through(how, data.clone()).await;
-                assert!(res.error.is_none(), "{how:?} {n}: {:?}", res.error);
+                assert!(res.is_ok(), "{how:?} {n}: {:?}", res.err());
                 assert_eq!(read, n as u64, "{how:?} {n}");
                 assert!(got == data, "{how:?} {n}: bytes differ");
                 match how {
@@ -485,7 +467,7 @@ mod tests {
         let none = PipeBudget::new(0);
         let data = pattern(1 << 20);
         let (got, res, read, spliced) = through_with(How::Always, data.clone(), &none).await;
-        assert!(res.error.is_none());
+        assert!(res.is_ok());
         assert!(got == data);
         assert_eq!((read, spliced), (1 << 20, 0));
         assert_eq!((none.refused(), none.open()), (1, 0));
@@ -561,7 +543,7 @@ mod tests {
         })
         .await
         .expect("bounded");
-        let (side, _) = res.error.expect("an error");
+        let (side, _) = res.expect_err("an error");
         assert_eq!(side, Side::Dst);
     }
 }
