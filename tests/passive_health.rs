@@ -5,7 +5,6 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use common::*;
 use tonic::Code;
@@ -172,12 +171,23 @@ async fn active_checks_bring_it_back() {
             ..Default::default()
         })
         .await;
-    assert!(!server_up(&proxy, "be", "s1"));
-    wait_for(10, "back up", || server_up(&proxy, "be", "s1")).await;
+    // The check (every 100ms, rise 1) may bring it back before this
+    // line runs on a slow machine, so the DOWN is read from the
+    // transition count rather than from the current state.
+    wait_for(10, "marked down", || transitions(&proxy, "s1") >= 1).await;
+    wait_for(10, "back up", || {
+        server_up(&proxy, "be", "s1") && transitions(&proxy, "s1") >= 2
+    })
+    .await;
     within(5, c.unary(EchoRequest::default()))
         .await
         .expect("served again");
-    let _ = Duration::ZERO;
+}
+
+fn transitions(p: &weir::proxy::Running, name: &str) -> u64 {
+    let s = server(p, "be", name);
+    let h = s.state.health.lock().expect("lock");
+    h.transitions
 }
 
 #[test]
