@@ -12,6 +12,10 @@ use std::io::Cursor;
 use std::ops::ControlFlow;
 use std::str::Utf8Error;
 
+/// weir patch: the size of the buffer Huffman-coded strings are decoded
+/// into, allocated at the first one (it was allocated by `Decoder::new`).
+const HUFFMAN_BUFFER_CAPACITY: usize = 4096;
+
 /// Decodes headers using HPACK
 #[derive(Debug)]
 pub struct Decoder {
@@ -158,7 +162,10 @@ impl Decoder {
             max_size_update: None,
             last_max_update: size,
             table: Table::new(size),
-            buffer: BytesMut::with_capacity(4096),
+            // weir patch: allocated by `decode_string` at the first
+            // Huffman-coded string, so a connection that never received a
+            // header block holds none.
+            buffer: BytesMut::new(),
         }
     }
 
@@ -333,6 +340,10 @@ impl Decoder {
 
         let offset = (buf.position() - old_pos) as usize;
         if huff {
+            if self.buffer.capacity() == 0 {
+                // weir patch: see `Decoder::new`.
+                self.buffer = BytesMut::with_capacity(HUFFMAN_BUFFER_CAPACITY);
+            }
             let ret = {
                 let raw = &buf.chunk()[..len];
                 huffman::decode(raw, &mut self.buffer).map(|buf| StringMarker {
