@@ -180,7 +180,14 @@ async fn handle_conn(
             Mode::Http => {
                 crate::http::serve(stream, peer, local, None, age, fe, builder, ctl).await
             }
-            Mode::Tcp => crate::l4::serve(stream, peer, local, fe, ctl.stop, ctl.track).await,
+            // Boxed: an L4 session's future (5 KiB with the splice loops)
+            // inline would more than double every HTTP connection's task.
+            Mode::Tcp => {
+                Box::pin(crate::l4::serve(
+                    stream, peer, local, fe, ctl.stop, ctl.track,
+                ))
+                .await
+            }
         };
     };
     // Boxed: inline, the TLS handshake and TLS stream states would make
