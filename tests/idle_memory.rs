@@ -61,6 +61,9 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOC: Counting = Counting;
 
+/// The heap count is process-wide: the tests of this file take turns.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
@@ -127,6 +130,7 @@ async fn settled_heap() -> isize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_http2_connection_holds_no_codec_buffers() {
     const N: usize = 200;
+    let _turn = SERIAL.lock().await;
     let servers = echo_servers(1).await;
     let proxy = start_proxy(&http_config(&[servers[0].addr], "")).await;
     let addr = fe_addr(&proxy);
@@ -176,4 +180,86 @@ async fn an_idle_http2_connection_holds_no_codec_buffers() {
         .await
         .expect("call after idling");
     assert_eq!(reply.into_inner().server, "s1");
+}
+
+/// A TCP echo server that allocates nothing per connection beyond its
+/// task (a 64-byte buffer on the task's stack), so the heap growth of the
+/// test is weir's.
+async fn small_echo_server() -> SocketAddr {
+    let l = tokio::net::TcpListener::bind(ANY).await.expect("bind");
+    let addr = l.local_addr().expect("addr");
+    tokio::spawn(async move {
+        for _ in 0..512 {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut b = [0u8; 64];
+                while let Ok(n) = s.read(&mut b).await {
+                    if n == 0 || s.write_all(&b[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A session that has moved a few bytes each way and then gone quiet.
+async fn quiet_session(addr: SocketAddr, tag: u8) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.expect("connects");
+    let data = [tag; 16];
+    s.write_all(&data).await.expect("write");
+    let mut back = [0u8; 16];
+    within(5, s.read_exact(&mut back)).await.expect("echo");
+    assert_eq!(back, data);
+    s
+}
+
+/// `mode tcp`: a session's user-space copy buffers (`tune.bufsize`, 16 KiB
+/// each way) exist only while bytes are moving, so a quiet session holds
+/// none; it still carries bytes afterwards.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_mode_tcp_session_holds_no_copy_buffers() {
+    const N: usize = 100;
+    let _turn = SERIAL.lock().await;
+    let echo = small_echo_server().await;
+    let cfg = format!(
+        "defaults\n    mode tcp\n    timeout connect 1s\n    timeout client 30s\n    timeout server 30s\n\
+         frontend fe\n    bind 127.0.0.1:0\n    default_backend be\n\
+         backend be\n    server s1 {echo}\n"
+    );
+    let proxy = start_proxy(&cfg).await;
+    let addr = fe_addr(&proxy);
+    let warm = quiet_session(addr, 0).await;
+
+    let before = settled_heap().await;
+    let mut sessions = Vec::with_capacity(N);
+    for i in 0..N {
+        sessions.push(quiet_session(addr, i as u8).await);
+    }
+    let after = settled_heap().await;
+    let per_session = (after - before) / N as isize;
+    eprintln!(
+        "heap per quiet mode tcp session: {per_session} bytes (client and echo server included)"
+    );
+    // With buffers held for the session's life this was above 32 KiB (two
+    // 16 KiB copy buffers), plus the session's task.
+    assert!(
+        per_session < 16 * 1024,
+        "a quiet session holds {per_session} bytes: are its copy buffers kept?"
+    );
+
+    for (i, s) in sessions.iter_mut().enumerate() {
+        let data = [i as u8 ^ 0x5a; 4];
+        s.write_all(&data).await.expect("write again");
+        let mut back = [0u8; 4];
+        within(5, s.read_exact(&mut back))
+            .await
+            .expect("echo again");
+        assert_eq!(back, data);
+    }
+    drop(warm);
 }

@@ -9,9 +9,15 @@
 //! - `Always` (splice-request / splice-response): the direction is spliced
 //!   from its first byte.
 //! - `Auto` (splice-auto): the direction starts with `read`/`write` through a
-//!   `tune.bufsize` buffer (16 KiB by default) and switches to splice for good once one read fills the
-//!   whole buffer, i.e. once the peer sends faster than we forward. Small
-//!   request/response traffic never pays for a pipe.
+//!   `tune.bufsize` buffer (16 KiB by default) and switches to splice for
+//!   good once one read fills the whole buffer, i.e. once the peer sends
+//!   faster than we forward. Small request/response traffic never pays for
+//!   a pipe.
+//! - `Copy` (no splice option): `read`/`write` through that buffer only.
+//!   Every cleartext `mode tcp` session on Linux runs here.
+//!
+//! The user-space buffer is allocated when the source has bytes and
+//! released when it has none left, so an idle direction holds no buffer.
 //!
 //! Pipes come from a small per-thread pool (a pipe is only put back when it
 //! is empty). At most `maxpipes` pipes are open at once ([`PipeBudget`]);
@@ -283,6 +289,10 @@ pub async fn one_way(
 /// `read` + `write` through a `tune.bufsize` buffer until `src` ends, or,
 /// with `switch`, until one read fills the buffer: returns whether it
 /// stopped to switch to splicing.
+///
+/// The buffer is allocated when `src` has bytes to read and released when
+/// it has none left (as HAProxy does), so an idle direction holds no
+/// buffer. It is never zeroed: reads go into its spare capacity.
 async fn copy_loop(
     src: &TcpStream,
     dst: &mut WriteHalf<'_>,
@@ -290,28 +300,30 @@ async fn copy_loop(
     count: &Counters<'_>,
     switch: bool,
 ) -> Result<bool, DirError> {
-    let mut buf = vec![0u8; count.bufsize.max(1)];
+    let size = count.bufsize.max(1);
+    let mut buf: Vec<u8> = Vec::new();
     loop {
-        let n = read_some(src, &mut buf).await.map_err(|e| (Side::Src, e))?;
-        if n == 0 {
-            return Ok(false);
+        src.readable().await.map_err(|e| (Side::Src, e))?;
+        if buf.capacity() == 0 {
+            buf.reserve_exact(size);
         }
+        let n = match src.try_read_buf(&mut buf) {
+            Ok(0) => return Ok(false),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                // Drained: the direction is idle until the next bytes.
+                buf = Vec::new();
+                continue;
+            }
+            Err(e) => return Err((Side::Src, e)),
+        };
         count.read.fetch_add(n as u64, Ordering::Relaxed);
         activity.touch();
-        dst.write_all(&buf[..n]).await.map_err(|e| (Side::Dst, e))?;
+        dst.write_all(&buf).await.map_err(|e| (Side::Dst, e))?;
         activity.touch();
-        if switch && n == buf.len() {
+        buf.clear();
+        if switch && n >= size {
             return Ok(true);
-        }
-    }
-}
-
-async fn read_some(src: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
-    loop {
-        src.readable().await?;
-        match src.try_read(buf) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            r => return r,
         }
     }
 }
