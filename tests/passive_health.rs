@@ -184,12 +184,6 @@ async fn active_checks_bring_it_back() {
         .expect("served again");
 }
 
-fn transitions(p: &weir::proxy::Running, name: &str) -> u64 {
-    let s = server(p, "be", name);
-    let h = s.state.health.lock().expect("lock");
-    h.transitions
-}
-
 #[test]
 fn config_errors() {
     let err = |line: &str| match weir::config::parse_str(

@@ -122,14 +122,14 @@ impl ClientConn for tokio_rustls::server::TlsStream<TcpStream> {}
 /// backend ask for, else copied through user space by
 /// [`splice::one_way`], whose buffers exist only while there is data.
 #[cfg(target_os = "linux")]
-fn splice_plan(s: crate::config::Splice) -> Option<(splice::How, splice::How)> {
+fn splice_plan(s: crate::config::Splice) -> (splice::How, splice::How) {
     use splice::How;
     let dir = |on: bool| match (on, s.auto) {
         (true, _) => How::Always,
         (false, true) => How::Auto,
         (false, false) => How::Copy,
     };
-    Some((dir(s.request), dir(s.response)))
+    (dir(s.request), dir(s.response))
 }
 
 /// Both directions of a cleartext session through [`splice::one_way`].
@@ -319,7 +319,7 @@ pub async fn serve<S>(
         let failed = AtomicU8::new(NO_ERROR);
         let mut timer = idle.map(|t| IdleTimer::new(activity.clone(), t));
         #[cfg(target_os = "linux")]
-        let plan = splice_plan(fe.splice.or(backend.splice));
+        let plan = Some(splice_plan(fe.splice.or(backend.splice)));
         #[cfg(not(target_os = "linux"))]
         let plan: Option<()> = None;
         let spliced_read = (AtomicU64::new(0), AtomicU64::new(0));

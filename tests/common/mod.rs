@@ -225,6 +225,13 @@ pub fn last_reason(p: &weir::proxy::Running, name: &str) -> String {
         .unwrap_or_default()
 }
 
+/// How many times `be/<name>` went UP or DOWN.
+pub fn transitions(p: &weir::proxy::Running, name: &str) -> u64 {
+    let s = server(p, "be", name);
+    let h = s.state.health.lock().expect("lock");
+    h.transitions
+}
+
 /// How many health checks of `be/<name>` have run.
 pub fn checks_run(p: &weir::proxy::Running, name: &str) -> u64 {
     let s = server(p, "be", name);
