@@ -180,8 +180,9 @@ async fn handle_conn(
             Mode::Http => {
                 crate::http::serve(stream, peer, local, None, age, fe, builder, ctl).await
             }
-            // Boxed: an L4 session's future (5 KiB with the splice loops)
-            // inline would more than double every HTTP connection's task.
+            // Boxed: an L4 session's future (2.9 KiB in a release build,
+            // more than `http::serve`'s 2.7) inline would size every HTTP
+            // connection's task for it.
             Mode::Tcp => {
                 Box::pin(crate::l4::serve(
                     stream, peer, local, fe, ctl.stop, ctl.track,

@@ -328,8 +328,18 @@ async fn maxpipes_caps_open_pipes_and_the_rest_is_copied() {
         assert_eq!(spliced(&proxy) > 0, max > 0, "maxpipes {max}");
     }
     // Out of range is a load error with the line.
-    let err = weir::config::parse_str("t.cfg", "global\n    maxpipes -1\n").expect_err("bad");
-    assert!(err.to_string().contains("t.cfg:2"), "{err}");
+    global_line_is_rejected("maxpipes -1", "");
+}
+
+/// `global` + `line` fails to load, with an error that names the line and
+/// says `why`.
+fn global_line_is_rejected(line: &str, why: &str) {
+    let err = weir::config::parse_str("t.cfg", &format!("global\n    {line}\n")).expect_err(line);
+    let text = err.to_string();
+    assert!(
+        text.contains("t.cfg:2") && text.contains(why),
+        "{line}: {text}"
+    );
 }
 
 /// `tune.bufsize`: the mode tcp copy buffer. Any size moves bytes exactly;
@@ -353,13 +363,7 @@ async fn tune_bufsize_sets_the_copy_buffer_and_the_splice_auto_threshold() {
         ("17m", "out of range"),
         ("lots", "tune.bufsize"),
     ] {
-        let err = weir::config::parse_str("t.cfg", &format!("global\n    tune.bufsize {bad}\n"))
-            .expect_err(bad);
-        let text = err.to_string();
-        assert!(
-            text.contains("t.cfg:2") && text.contains(why),
-            "{bad}: {text}"
-        );
+        global_line_is_rejected(&format!("tune.bufsize {bad}"), why);
     }
 }
 
@@ -414,12 +418,6 @@ async fn tune_pipesize_sizes_the_pipes() {
     tcp_echo_exact(fe_addr(&proxy), N).await;
     wait_for(5, "session end", || spliced(&proxy) == 2 * N as u64).await;
     for (bad, why) in [("100", "out of range"), ("65m", "out of range")] {
-        let err = weir::config::parse_str("t.cfg", &format!("global\n    tune.pipesize {bad}\n"))
-            .expect_err(bad);
-        let text = err.to_string();
-        assert!(
-            text.contains("t.cfg:2") && text.contains(why),
-            "{bad}: {text}"
-        );
+        global_line_is_rejected(&format!("tune.pipesize {bad}"), why);
     }
 }
