@@ -2,15 +2,15 @@ use super::*;
 
 use indexmap::{self, IndexMap};
 
-// weir patch: stream ids are hashed with foldhash (randomly seeded per
-// process) instead of std's SipHash. Every frame looks its stream up here;
-// SipHash over a u32 was ~2 % of a proxy's instructions per call.
-type IdHasher = foldhash::fast::RandomState;
-
 use std::convert::Infallible;
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops;
+
+// weir patch: stream ids are hashed with foldhash (a randomly seeded
+// `RandomState`) instead of std's SipHash. Every frame looks its stream up
+// here; SipHash over a u32 was ~2 % of a proxy's instructions per call.
+type IdHasher = foldhash::fast::RandomState;
 
 /// Storage for streams
 #[derive(Debug)]
