@@ -84,23 +84,22 @@ impl Send {
         // `contains_key` and a `get` (each hashing its key, two of them
         // parsing a string key first) cost more than comparing a header
         // block's few names, and this runs for every block sent.
-        for name in fields.keys() {
-            if *name == http::header::CONNECTION
-                || *name == http::header::TRANSFER_ENCODING
-                || *name == http::header::UPGRADE
-                || *name == "keep-alive"
-                || *name == "proxy-connection"
-            {
+        // `iter` yields a name's values together, first value first: the
+        // first `te` seen is the one `get` returned.
+        let mut te_seen = false;
+        for (name, value) in fields.iter() {
+            let illegal = if *name == http::header::TE {
+                !std::mem::replace(&mut te_seen, true) && value != "trailers"
+            } else {
+                *name == http::header::CONNECTION
+                    || *name == http::header::TRANSFER_ENCODING
+                    || *name == http::header::UPGRADE
+                    || *name == "keep-alive"
+                    || *name == "proxy-connection"
+            };
+            if illegal {
                 tracing::debug!("illegal connection-specific headers found");
                 return Err(UserError::MalformedHeaders);
-            }
-            if *name == http::header::TE {
-                if let Some(te) = fields.get(http::header::TE) {
-                    if te != "trailers" {
-                        tracing::debug!("illegal connection-specific headers found");
-                        return Err(UserError::MalformedHeaders);
-                    }
-                }
             }
         }
         Ok(())
