@@ -76,6 +76,13 @@ pub async fn start(config: Config) -> Result<Running, Error> {
     start_threads(config, 1).await
 }
 
+/// Settings that are process-wide rather than per snapshot; connections
+/// opened from now on follow them.
+fn apply_process_wide(config: &Config) {
+    // `tune.h2.hpack-encoding`: h2 reads it when a connection is created.
+    h2::set_hpack_dynamic_indexing(config.global.hpack_indexed);
+}
+
 /// Like [`start`], with `threads` workers in HAProxy's model: the caller's
 /// runtime is worker 0, and each extra worker is an OS thread running its
 /// own single-threaded tokio runtime with its own `SO_REUSEPORT` socket per
@@ -85,6 +92,7 @@ pub async fn start(config: Config) -> Result<Running, Error> {
 pub async fn start_threads(config: Config, threads: usize) -> Result<Running, Error> {
     let threads = threads.max(1);
     let snapshot = Arc::new(Snapshot::build(&config)?);
+    apply_process_wide(&config);
     let sockets = bind_all(&snapshot, threads, &[])?;
     let grace_ms = Arc::new(AtomicU64::new(10_000));
     let mut workers = Vec::new();
@@ -267,6 +275,7 @@ impl Running {
         let snapshot = Arc::new(Snapshot::build_from(&config, Some(&self.snapshot))?);
         let sockets = bind_all(&snapshot, self.threads, &self.sockets)?;
         self.serve(snapshot, sockets)?;
+        apply_process_wide(&config);
         self.reloads += 1;
         self.snapshot
             .stats

@@ -606,6 +606,129 @@ fn is_status_431(block: &[u8]) -> bool {
             || *len == 0x83 && value.starts_with(&[0x69, 0x90, 0xff]))
 }
 
+// ------------------------------------------------------------ header encoding
+
+/// What an HPACK block uses, read representation by representation
+/// (RFC 7541 section 6).
+#[derive(Debug, Default)]
+struct Hpack {
+    /// Indexed fields or names that refer to the dynamic table (index > 61).
+    dynamic_refs: usize,
+    /// Literals with incremental indexing (they add a dynamic-table entry).
+    inserts: usize,
+    /// Huffman-coded string literals.
+    huffman: usize,
+    /// Raw string literals.
+    raw: usize,
+}
+
+fn hpack_read_int(b: &[u8], at: &mut usize, prefix: u32) -> usize {
+    let max = (1usize << prefix) - 1;
+    let mut v = usize::from(b[*at]) & max;
+    *at += 1;
+    if v < max {
+        return v;
+    }
+    let mut shift = 0;
+    loop {
+        let byte = b[*at];
+        *at += 1;
+        v += usize::from(byte & 0x7f) << shift;
+        shift += 7;
+        if byte & 0x80 == 0 {
+            return v;
+        }
+    }
+}
+
+fn hpack_summary(b: &[u8]) -> Hpack {
+    let mut h = Hpack::default();
+    let mut at = 0;
+    let string = |at: &mut usize, h: &mut Hpack| {
+        if b[*at] & 0x80 != 0 {
+            h.huffman += 1;
+        } else {
+            h.raw += 1;
+        }
+        let len = hpack_read_int(b, at, 7);
+        *at += len;
+    };
+    while at < b.len() {
+        let first = b[at];
+        let (prefix, insert) = match first {
+            f if f & 0x80 != 0 => {
+                if hpack_read_int(b, &mut at, 7) > 61 {
+                    h.dynamic_refs += 1;
+                }
+                continue;
+            }
+            f if f & 0xc0 == 0x40 => (6, true),
+            f if f & 0xe0 == 0x20 => {
+                hpack_read_int(b, &mut at, 5);
+                continue;
+            }
+            _ => (4, false),
+        };
+        h.inserts += usize::from(insert);
+        let name = hpack_read_int(b, &mut at, prefix);
+        if name == 0 {
+            string(&mut at, &mut h);
+        } else if name > 61 {
+            h.dynamic_refs += 1;
+        }
+        string(&mut at, &mut h);
+    }
+    h
+}
+
+/// `tune.h2.hpack-encoding`: by default (`stateless`, HAProxy's encoder)
+/// every header block weir sends to a client uses only the static table
+/// and raw literals, response after response; with `indexed` (h2's
+/// encoder) the first response adds entries to the dynamic table, Huffman
+/// coded, and the next one refers to them. A tonic client calls through
+/// weir all along in both modes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn response_header_blocks_follow_hpack_encoding() {
+    for (global, indexed) in [
+        ("", false),
+        ("    tune.h2.hpack-encoding stateless\n", false),
+        ("    tune.h2.hpack-encoding indexed\n", true),
+    ] {
+        let b = Bench::start(global, "").await;
+        let mut raw = Raw::connect(b.addr).await;
+        for stream in [1, 3, 5] {
+            let mut buf = Vec::new();
+            get(&mut buf, stream);
+            assert!(raw.send(&buf).await, "request sent");
+            raw.wait(10, "answered", move |s| {
+                s.headers.contains(&stream) || s.closed
+            })
+            .await;
+        }
+        let blocks: Vec<Hpack> = {
+            let s = raw.seen.lock().unwrap();
+            assert!(!s.closed, "connection kept");
+            [1, 3, 5]
+                .iter()
+                .map(|id| hpack_summary(&s.blocks[id]))
+                .collect()
+        };
+        eprintln!("{global:?}: {blocks:?}");
+        if indexed {
+            assert!(blocks[0].inserts > 0, "first response adds entries");
+            assert!(blocks[0].huffman > 0, "h2 Huffman-codes literals");
+            assert!(blocks[1].dynamic_refs > 0, "second response refers to them");
+            assert!(blocks[2].dynamic_refs > 0, "third response refers to them");
+        } else {
+            for h in &blocks {
+                assert_eq!((h.inserts, h.dynamic_refs, h.huffman), (0, 0, 0), "{h:?}");
+                assert!(h.raw > 0, "literals are raw: {h:?}");
+            }
+        }
+        b.finish(&format!("hpack encoding {global:?}")).await;
+    }
+}
+
 /// (d') A header bomb spread over CONTINUATION frames (100 KiB with a 16k
 /// limit): more frames than the limit can need, so the connection gets
 /// GOAWAY ENHANCE_YOUR_CALM.

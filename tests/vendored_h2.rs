@@ -5,7 +5,15 @@
 //!   six hashed lookups: every connection-specific header is still refused
 //!   on requests, responses and trailers, and `te: trailers` still passes;
 //! - the stream store hashes stream ids with foldhash: many concurrent
-//!   streams, finished out of order, each get their own answer.
+//!   streams, finished out of order, each get their own answer;
+//! - the HPACK decoder advances its buffer in place after each field and
+//!   checks received names for connection-specific headers in one pass:
+//!   raw request blocks mixing every representation decode to the same
+//!   fields, and each connection-specific header still gets the stream
+//!   reset;
+//! - the stateless HPACK encoder (`h2::set_hpack_dynamic_indexing(false)`)
+//!   is exercised through weir in tests/h2_abuse.rs and in h2's own unit
+//!   tests (vendor/README.md).
 
 use std::time::Duration;
 
@@ -203,6 +211,196 @@ async fn many_streams_finished_out_of_order_get_their_own_answers() {
             assert_eq!(head, want);
             assert_eq!(body, want.as_bytes());
         }
+    })
+    .await
+    .expect("in time");
+}
+
+/// An HPACK integer with an `n`-bit prefix, first byte ORed with `first`.
+fn hpack_int(out: &mut Vec<u8>, first: u8, n: u32, mut v: usize) {
+    let max = (1usize << n) - 1;
+    if v < max {
+        out.push(first | v as u8);
+        return;
+    }
+    out.push(first | max as u8);
+    v -= max;
+    while v >= 128 {
+        out.push((v % 128 + 128) as u8);
+        v /= 128;
+    }
+    out.push(v as u8);
+}
+
+/// A raw string literal.
+fn hpack_str(out: &mut Vec<u8>, s: &[u8]) {
+    hpack_int(out, 0, 7, s.len());
+    out.extend_from_slice(s);
+}
+
+fn frame(buf: &mut Vec<u8>, ty: u8, flags: u8, stream: u32, payload: &[u8]) {
+    let len = payload.len();
+    buf.extend_from_slice(&[(len >> 16) as u8, (len >> 8) as u8, len as u8, ty, flags]);
+    buf.extend_from_slice(&stream.to_be_bytes());
+    buf.extend_from_slice(payload);
+}
+
+/// `POST http://weir/` as static-table references and one literal.
+fn request_head(block: &mut Vec<u8>) {
+    block.extend_from_slice(&[0x83, 0x86, 0x84, 0x01]);
+    hpack_str(block, b"weir");
+}
+
+#[tokio::test]
+async fn received_blocks_decode_the_same_and_connection_headers_reset_the_stream() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const HEADERS: u8 = 0x1;
+    const RST_STREAM: u8 = 0x3;
+    const SETTINGS: u8 = 0x4;
+    const END_STREAM_AND_HEADERS: u8 = 0x1 | 0x4;
+    const PROTOCOL_ERROR: u32 = 0x1;
+
+    tokio::time::timeout(LIMIT, async {
+        let (mut client, b) = tokio::io::duplex(1 << 20);
+        let (got_tx, mut got_rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut server = h2::server::handshake(b).await.expect("handshake");
+            while let Some(Ok((req, mut respond))) = server.accept().await {
+                let _ = got_tx.send((req.uri().clone(), req.headers().clone()));
+                let _ = respond.send_response(Response::new(()), true);
+            }
+        });
+
+        let mut buf = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        frame(&mut buf, SETTINGS, 0, 0, &[]);
+        // Stream 1: every representation. `x-a: 1` with incremental
+        // indexing (new name), `content-type` with incremental indexing
+        // (static name 31), `te: trailers` without indexing, `x-secret`
+        // never indexed, `x-b` with an empty value.
+        let mut one = Vec::new();
+        request_head(&mut one);
+        one.push(0x40);
+        hpack_str(&mut one, b"x-a");
+        hpack_str(&mut one, b"1");
+        hpack_int(&mut one, 0x40, 6, 31);
+        hpack_str(&mut one, b"application/grpc");
+        one.push(0x00);
+        hpack_str(&mut one, b"te");
+        hpack_str(&mut one, b"trailers");
+        one.push(0x10);
+        hpack_str(&mut one, b"x-secret");
+        hpack_str(&mut one, b"s3cr3t");
+        one.push(0x00);
+        hpack_str(&mut one, b"x-b");
+        one.push(0x00);
+        frame(&mut buf, HEADERS, END_STREAM_AND_HEADERS, 1, &one);
+        // Stream 3: the two dynamic entries by index (63: x-a, 62:
+        // content-type), then a literal whose name is dynamic entry 63.
+        let mut three = Vec::new();
+        request_head(&mut three);
+        three.extend_from_slice(&[0x80 | 63, 0x80 | 62]);
+        hpack_int(&mut three, 0x00, 4, 63);
+        hpack_str(&mut three, b"2");
+        frame(&mut buf, HEADERS, END_STREAM_AND_HEADERS, 3, &three);
+        // Streams 5, 7, ...: one connection-specific header each.
+        let bad = illegal();
+        for (i, (name, value)) in bad.iter().enumerate() {
+            let mut block = Vec::new();
+            request_head(&mut block);
+            block.push(0x00);
+            hpack_str(&mut block, name.as_bytes());
+            hpack_str(&mut block, value.as_bytes());
+            frame(
+                &mut buf,
+                HEADERS,
+                END_STREAM_AND_HEADERS,
+                5 + 2 * i as u32,
+                &block,
+            );
+        }
+        // And a last good stream after them: the connection lives on.
+        let last = 5 + 2 * bad.len() as u32;
+        let mut block = Vec::new();
+        request_head(&mut block);
+        block.push(0x80 | 63);
+        frame(&mut buf, HEADERS, END_STREAM_AND_HEADERS, last, &block);
+        client.write_all(&buf).await.expect("write");
+
+        // The server's frames: collect RST_STREAM codes until the last
+        // good stream is answered.
+        let mut resets = Vec::new();
+        let mut answered = Vec::new();
+        while !answered.contains(&last) {
+            let mut h = [0u8; 9];
+            client.read_exact(&mut h).await.expect("frame head");
+            let len = (usize::from(h[0]) << 16) | (usize::from(h[1]) << 8) | usize::from(h[2]);
+            let id = u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff;
+            let mut payload = vec![0; len];
+            client
+                .read_exact(&mut payload)
+                .await
+                .expect("frame payload");
+            match h[3] {
+                RST_STREAM => resets.push((
+                    id,
+                    u32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]]),
+                )),
+                HEADERS => answered.push(id),
+                _ => {}
+            }
+        }
+        let want: Vec<(u32, u32)> = (0..bad.len() as u32)
+            .map(|i| (5 + 2 * i, PROTOCOL_ERROR))
+            .collect();
+        assert_eq!(
+            resets, want,
+            "each connection-specific header resets its stream"
+        );
+        assert_eq!(answered, [1, 3, last]);
+
+        let mut got = Vec::new();
+        while let Ok((uri, headers)) = got_rx.try_recv() {
+            got.push((uri, headers));
+        }
+        assert_eq!(got.len(), 3, "three requests reached the server");
+        for (uri, _) in &got {
+            assert_eq!(uri.to_string(), "http://weir/");
+        }
+        let fields = |h: &HeaderMap| {
+            let mut v: Vec<(String, String)> = h
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_str().expect("ascii").to_string()))
+                .collect();
+            v.sort();
+            v
+        };
+        let pairs = |list: &[(&str, &str)]| {
+            let mut v: Vec<(String, String)> = list
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(
+            fields(&got[0].1),
+            pairs(&[
+                ("x-a", "1"),
+                ("content-type", "application/grpc"),
+                ("te", "trailers"),
+                ("x-secret", "s3cr3t"),
+                ("x-b", ""),
+            ])
+        );
+        assert_eq!(
+            fields(&got[1].1),
+            pairs(&[
+                ("x-a", "1"),
+                ("content-type", "application/grpc"),
+                ("x-a", "2")
+            ])
+        );
+        assert_eq!(fields(&got[2].1), pairs(&[("x-a", "1")]));
     })
     .await
     .expect("in time");

@@ -236,6 +236,12 @@ pub(crate) static KEYWORDS: &[Keyword] = &[
         G(p::tune::header_table_size),
     ),
     kw(
+        "tune.h2.hpack-encoding",
+        GLOBAL,
+        "tune.h2.hpack-encoding stateless|indexed",
+        G(p::tune::hpack_encoding),
+    ),
+    kw(
         "tune.h2.fe.max-pending-resets",
         GLOBAL,
         "tune.h2.fe.max-pending-resets <number>",

@@ -86,6 +86,10 @@ pub struct Global {
     pub metrics_max_methods: Option<usize>,
     /// `tune.h2.*`: HTTP/2 settings and abuse limits for client connections.
     pub h2: H2Tune,
+    /// `tune.h2.hpack-encoding indexed`: HTTP/2 header blocks weir sends use
+    /// the HPACK dynamic table and Huffman coding (default, `false`:
+    /// stateless, as HAProxy encodes). Process-wide.
+    pub hpack_indexed: bool,
 }
 
 /// `tune.h2.*` in `global`: what weir advertises to HTTP/2 clients and the

@@ -35,6 +35,26 @@ pub(crate) fn max_frame_size(ctx: &mut Ctx, g: &mut Global) -> R {
     Ok(())
 }
 
+/// `tune.h2.hpack-encoding stateless|indexed` (default `stateless`): how
+/// weir compresses the header blocks it sends, on every HTTP/2 connection
+/// (clients and servers). `stateless` is HAProxy's encoder: static-table
+/// indexes and raw literals, no dynamic table, no Huffman coding; fewer
+/// instructions per header, more bytes. `indexed` is h2's own encoder:
+/// repeated fields go into the HPACK dynamic table and literals are
+/// Huffman-coded.
+pub(crate) fn hpack_encoding(ctx: &mut Ctx, g: &mut Global) -> R {
+    g.hpack_indexed = match ctx.single("stateless|indexed")? {
+        "stateless" => false,
+        "indexed" => true,
+        other => {
+            return Err(format!(
+                "unknown value '{other}' (expected 'stateless' or 'indexed')"
+            ))
+        }
+    };
+    Ok(())
+}
+
 /// `tune.bufsize <size>` (1k-16m, default 16k): weir's `mode tcp` copy
 /// buffer per direction (HTTP/2 has its own framing buffers).
 pub(crate) fn bufsize(ctx: &mut Ctx, g: &mut Global) -> R {
@@ -167,6 +187,45 @@ mod tests {
             e.contains("[t.cfg:4]") && e.contains(&format!("'{KW}' is not allowed in 'defaults'")),
             "{e}"
         );
+    }
+
+    fn hpack_indexed(text: &str) -> Result<bool, String> {
+        parse_str("t.cfg", &format!("global\n{text}"))
+            .map(|l| l.config.global.hpack_indexed)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn hpack_encoding() {
+        assert_eq!(hpack_indexed(""), Ok(false), "stateless by default");
+        assert_eq!(
+            hpack_indexed("    tune.h2.hpack-encoding stateless\n"),
+            Ok(false)
+        );
+        assert_eq!(
+            hpack_indexed("    tune.h2.hpack-encoding indexed\n"),
+            Ok(true)
+        );
+        for (arg, why) in [
+            (
+                "huffman",
+                "unknown value 'huffman' (expected 'stateless' or 'indexed')",
+            ),
+            (
+                "Indexed",
+                "unknown value 'Indexed' (expected 'stateless' or 'indexed')",
+            ),
+            ("", "missing stateless|indexed"),
+            ("indexed stateless", "unexpected argument 'stateless'"),
+        ] {
+            let line = format!("    tune.h2.hpack-encoding {arg}");
+            let e = hpack_indexed(&format!("{}\n", line.trim_end())).expect_err(&line);
+            assert!(
+                e.contains("[t.cfg:2]") && e.contains("'tune.h2.hpack-encoding'"),
+                "{line}: {e}"
+            );
+            assert!(e.contains(why), "{line}: {e}");
+        }
     }
 
     #[test]

@@ -926,16 +926,24 @@ impl HeaderBlock {
                 Field { name, value } => {
                     // Connection level header fields are not supported and must
                     // result in a protocol error.
+                    //
+                    // weir patch: the name is read once and compared by length
+                    // first, instead of four `HeaderName` comparisons and two
+                    // case-insensitive string comparisons per field (decoded
+                    // names are lower case already).
+                    let name_str = name.as_str();
+                    let connection_level = match name_str.len() {
+                        7 => name_str == "upgrade",
+                        10 => name_str == "connection" || name_str == "keep-alive",
+                        16 => name_str == "proxy-connection",
+                        17 => name_str == "transfer-encoding",
+                        _ => false,
+                    };
 
-                    if name == header::CONNECTION
-                        || name == header::TRANSFER_ENCODING
-                        || name == header::UPGRADE
-                        || name == "keep-alive"
-                        || name == "proxy-connection"
-                    {
+                    if connection_level {
                         tracing::trace!("load_hpack; connection level header");
                         malformed = true;
-                    } else if name == header::TE && value != "trailers" {
+                    } else if name_str == "te" && value != "trailers" {
                         tracing::trace!(
                             "load_hpack; TE header not set to trailers; val={:?}",
                             value
@@ -944,7 +952,7 @@ impl HeaderBlock {
                     } else {
                         reg = true;
 
-                        let header_size = decoded_header_size(name.as_str().len(), value.len());
+                        let header_size = decoded_header_size(name_str.len(), value.len());
                         headers_size += header_size;
                         if check_size!().is_break() {
                             return ControlFlow::Break(());

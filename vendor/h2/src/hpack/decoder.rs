@@ -500,7 +500,13 @@ fn consume(buf: &mut Cursor<&mut BytesMut>) {
     // remove bytes from the internal BytesMut when they have been successfully
     // decoded. This is a more permanent cursor position, which will be
     // used to resume if decoding was only partial.
-    take(buf, 0);
+    //
+    // weir patch: advance the buffer in place. `take(buf, 0)` did the same
+    // through `split_to`, which made the buffer shared and built and dropped
+    // a `Bytes` (two atomic reference-count updates) for every field.
+    let pos = buf.position() as usize;
+    buf.get_mut().advance(pos);
+    buf.set_position(0);
 }
 
 // ===== impl Table =====

@@ -1,16 +1,45 @@
-use super::table::{Index, Table};
+use super::table::{index_static, static_name_index, Index, Table};
 use super::{huffman, Header};
 
 use bytes::{BufMut, BytesMut};
 use http::header::{HeaderName, HeaderValue};
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 const DEFAULT_MAX_ALLOWED_SIZE: usize = 4 * 1024;
+
+// weir patch: stateless header encoding.
+//
+// When off, encoders created afterwards never add entries to the dynamic
+// table and never Huffman-code: every field is either a full static-table
+// match (one byte) or a literal without indexing, with the name taken from
+// the static table where it has one and the value written raw. This is
+// what HAProxy's HPACK encoder does. It costs more bytes on the wire and
+// far fewer instructions per header than indexing (no hashing, no table
+// probe, no Huffman pass). Decoding is not affected.
+static DYNAMIC_INDEXING: AtomicBool = AtomicBool::new(true);
+
+/// Sets whether HPACK encoders created from now on use the dynamic table
+/// (and Huffman coding), as h2 always has (`true`, the default), or encode
+/// statelessly (`false`): static-table indexes and raw literals without
+/// indexing. Connections that already exist keep their setting.
+pub fn set_dynamic_indexing(enabled: bool) {
+    DYNAMIC_INDEXING.store(enabled, Ordering::Relaxed);
+}
+
+/// Whether encoders created now use the dynamic table; see
+/// `set_dynamic_indexing`.
+pub fn dynamic_indexing() -> bool {
+    DYNAMIC_INDEXING.load(Ordering::Relaxed)
+}
 
 #[derive(Debug)]
 pub struct Encoder {
     table: Table,
     max_allowed_size: usize,
     size_update: Option<SizeUpdate>,
+    /// weir patch: `false` encodes statelessly (see `set_dynamic_indexing`).
+    indexing: bool,
     /// Reusable buffer for the encoded header block of a single frame.
     ///
     /// A header block only has to live until it is copied into the
@@ -34,8 +63,16 @@ impl Encoder {
             table: Table::new(max_size, capacity),
             max_allowed_size: DEFAULT_MAX_ALLOWED_SIZE,
             size_update: None,
+            indexing: dynamic_indexing(),
             scratch: BytesMut::new(),
         }
+    }
+
+    /// weir patch: turns dynamic-table indexing on or off for this encoder
+    /// (see `set_dynamic_indexing`).
+    #[cfg(test)]
+    pub(crate) fn set_indexing(&mut self, indexing: bool) {
+        self.indexing = indexing;
     }
 
     #[cfg(test)]
@@ -106,6 +143,11 @@ impl Encoder {
         let _e = span.enter();
 
         self.encode_size_updates(dst);
+
+        if !self.indexing {
+            encode_stateless(headers, dst);
+            return;
+        }
 
         let mut last_index = None;
 
@@ -228,6 +270,102 @@ impl Default for Encoder {
     }
 }
 
+/// weir patch: encodes a header list without touching the dynamic table.
+///
+/// Each field is a static-table index when both name and value match an
+/// entry (`:method POST`, `:status 200`, ...), otherwise a literal without
+/// indexing (or never indexed, for sensitive values) whose name is a
+/// static-table index where the table has that name, and a raw literal
+/// otherwise. Strings are written raw, not Huffman-coded.
+fn encode_stateless<I>(headers: I, dst: &mut BytesMut)
+where
+    I: IntoIterator<Item = Header<Option<HeaderName>>>,
+{
+    // Name of the previous field, for the name-less values that follow a
+    // multi-valued header: its static index, or its bytes.
+    let mut last: Option<Result<usize, HeaderName>> = None;
+
+    for header in headers {
+        match header {
+            Header::Field {
+                name: Some(name),
+                value,
+            } => {
+                let sensitive = value.is_sensitive();
+                let first = if sensitive { 0b0001_0000 } else { 0 };
+                match static_field(&name, &value) {
+                    Some((idx, true)) if !sensitive => {
+                        encode_int(idx, 7, 0x80, dst);
+                        last = Some(Ok(idx));
+                    }
+                    Some((idx, _)) => {
+                        encode_int(idx, 4, first, dst);
+                        encode_raw(value.as_bytes(), dst);
+                        last = Some(Ok(idx));
+                    }
+                    None => {
+                        dst.put_u8(first);
+                        encode_raw(name.as_str().as_bytes(), dst);
+                        encode_raw(value.as_bytes(), dst);
+                        last = Some(Err(name));
+                    }
+                }
+            }
+            Header::Field { name: None, value } => {
+                let first = if value.is_sensitive() { 0b0001_0000 } else { 0 };
+                match last {
+                    Some(Ok(idx)) => {
+                        encode_int(idx, 4, first, dst);
+                    }
+                    Some(Err(ref name)) => {
+                        dst.put_u8(first);
+                        encode_raw(name.as_str().as_bytes(), dst);
+                    }
+                    None => {
+                        panic!("encoding header without name, but no previous name to use")
+                    }
+                }
+                encode_raw(value.as_bytes(), dst);
+            }
+            pseudo => {
+                let header = match pseudo.reify() {
+                    Ok(header) => header,
+                    // Only `Field { name: None }` fails to reify, handled above.
+                    Err(_) => continue,
+                };
+                match index_static(&header) {
+                    Some((idx, true)) => encode_int(idx, 7, 0x80, dst),
+                    Some((idx, false)) => {
+                        encode_int(idx, 4, 0, dst);
+                        encode_raw(header.value_slice(), dst);
+                    }
+                    None => {
+                        dst.put_u8(0);
+                        encode_raw(header.name().as_slice(), dst);
+                        encode_raw(header.value_slice(), dst);
+                    }
+                }
+                last = None;
+            }
+        }
+    }
+}
+
+/// Static-table lookup for a regular field: the entry's index and whether
+/// the value matched too.
+fn static_field(name: &HeaderName, value: &HeaderValue) -> Option<(usize, bool)> {
+    static_name_index(name).map(|idx| {
+        // The only static entry with a value among regular fields.
+        (idx, idx == 16 && value == "gzip, deflate")
+    })
+}
+
+/// Writes a string literal without Huffman coding.
+fn encode_raw(val: &[u8], dst: &mut BytesMut) {
+    encode_int(val.len(), 7, 0, dst);
+    dst.put_slice(val);
+}
+
 fn encode_size_update(val: usize, dst: &mut BytesMut) {
     encode_int(val, 5, 0b0010_0000, dst)
 }
@@ -339,6 +477,7 @@ fn position(buf: &BytesMut) -> usize {
 #[cfg(test)]
 mod test {
     use super::*;
+    use crate::hpack::BytesStr;
     use http::*;
 
     #[test]
@@ -749,6 +888,214 @@ mod test {
     #[ignore]
     fn test_evicted_overflow() {
         // Not sure what the best way to do this is.
+    }
+
+    // weir patch: the stateless encoder (HAProxy's way).
+
+    fn stateless() -> Encoder {
+        let mut e = Encoder::default();
+        e.set_indexing(false);
+        e
+    }
+
+    fn decode_all(decoder: &mut super::super::Decoder, src: &mut BytesMut) -> Vec<Header> {
+        let mut out = vec![];
+        decoder
+            .decode(&mut std::io::Cursor::new(src), |h| {
+                out.push(h);
+                std::ops::ControlFlow::Continue(())
+            })
+            .expect("decodes");
+        out
+    }
+
+    #[test]
+    fn stateless_static_matches_are_one_byte() {
+        let mut encoder = stateless();
+        let res = encode(
+            &mut encoder,
+            vec![
+                method("POST"),
+                Header::Scheme(BytesStr::from_static("http")),
+                Header::Status(StatusCode::OK),
+                Header::Path(BytesStr::from_static("/")),
+                header("accept-encoding", "gzip, deflate"),
+            ],
+        );
+        assert_eq!(*res, [0x80 | 3, 0x80 | 6, 0x80 | 8, 0x80 | 4, 0x80 | 16]);
+        assert_eq!(encoder.table.len(), 0);
+    }
+
+    #[test]
+    fn stateless_literals_are_raw_and_never_inserted() {
+        let mut encoder = stateless();
+        for _ in 0..3 {
+            let res = encode(
+                &mut encoder,
+                vec![
+                    Header::Path(BytesStr::from_static("/weir.echo.Echo/Unary")),
+                    header("content-type", "application/grpc"),
+                    header("grpc-status", "0"),
+                ],
+            );
+            let mut want = vec![0x04, 21];
+            want.extend_from_slice(b"/weir.echo.Echo/Unary");
+            // content-type is static entry 31: 4-bit prefix 15, then 16.
+            want.extend_from_slice(&[0x0f, 16, 16]);
+            want.extend_from_slice(b"application/grpc");
+            want.extend_from_slice(&[0x00, 11]);
+            want.extend_from_slice(b"grpc-status");
+            want.extend_from_slice(&[1, b'0']);
+            assert_eq!(*res, want[..]);
+            assert_eq!(encoder.table.len(), 0);
+        }
+    }
+
+    #[test]
+    fn stateless_round_trips_what_indexing_does() {
+        let mut secret = HeaderValue::from_static("Bearer x");
+        secret.set_sensitive(true);
+        let mut token = HeaderValue::from_static("t0k3n");
+        token.set_sensitive(true);
+        let list = || {
+            vec![
+                method("PATCH"),
+                Header::Scheme(BytesStr::from_static("https")),
+                Header::Authority(BytesStr::from_static("example.com:8443")),
+                Header::Path(BytesStr::from_static("/a/b?c=d")),
+                Header::Protocol(crate::ext::Protocol::from_static("websocket")),
+                Header::Status(StatusCode::from_u16(418).unwrap()),
+                header("x-multi", "one"),
+                Header::Field {
+                    name: None,
+                    value: HeaderValue::from_static("two"),
+                },
+                header("accept-encoding", "br"),
+                Header::Field {
+                    name: None,
+                    value: HeaderValue::from_static("gzip, deflate"),
+                },
+                Header::Field {
+                    name: Some(http::header::AUTHORIZATION),
+                    value: secret.clone(),
+                },
+                Header::Field {
+                    name: Some(HeaderName::from_static("x-token")),
+                    value: token.clone(),
+                },
+                Header::Field {
+                    name: None,
+                    value: HeaderValue::from_static("plain"),
+                },
+                header("x-long", &"v".repeat(300)),
+                header("x-empty", ""),
+            ]
+        };
+        let expect: Vec<Header> = vec![
+            Header::Method(Method::PATCH),
+            Header::Scheme(BytesStr::from_static("https")),
+            Header::Authority(BytesStr::from_static("example.com:8443")),
+            Header::Path(BytesStr::from_static("/a/b?c=d")),
+            Header::Protocol(crate::ext::Protocol::from_static("websocket")),
+            Header::Status(StatusCode::from_u16(418).unwrap()),
+            Header::Field {
+                name: HeaderName::from_static("x-multi"),
+                value: HeaderValue::from_static("one"),
+            },
+            Header::Field {
+                name: HeaderName::from_static("x-multi"),
+                value: HeaderValue::from_static("two"),
+            },
+            Header::Field {
+                name: http::header::ACCEPT_ENCODING,
+                value: HeaderValue::from_static("br"),
+            },
+            Header::Field {
+                name: http::header::ACCEPT_ENCODING,
+                value: HeaderValue::from_static("gzip, deflate"),
+            },
+            Header::Field {
+                name: http::header::AUTHORIZATION,
+                value: secret.clone(),
+            },
+            Header::Field {
+                name: HeaderName::from_static("x-token"),
+                value: token.clone(),
+            },
+            Header::Field {
+                name: HeaderName::from_static("x-token"),
+                value: HeaderValue::from_static("plain"),
+            },
+            Header::Field {
+                name: HeaderName::from_static("x-long"),
+                value: HeaderValue::from_str(&"v".repeat(300)).unwrap(),
+            },
+            Header::Field {
+                name: HeaderName::from_static("x-empty"),
+                value: HeaderValue::from_static(""),
+            },
+        ];
+        for indexing in [true, false] {
+            let mut encoder = Encoder::default();
+            encoder.set_indexing(indexing);
+            let mut decoder = super::super::Decoder::default();
+            for _ in 0..2 {
+                let mut res = encode(&mut encoder, list());
+                let got = decode_all(&mut decoder, &mut res);
+                assert_eq!(got, expect, "indexing {indexing}");
+            }
+            assert_eq!(encoder.table.len() == 0, !indexing);
+        }
+    }
+
+    #[test]
+    fn stateless_sensitive_values_are_never_indexed() {
+        let mut secret = HeaderValue::from_static("Bearer x");
+        secret.set_sensitive(true);
+        let mut token = HeaderValue::from_static("t0k3n");
+        token.set_sensitive(true);
+        let mut encoder = stateless();
+        let res = encode(
+            &mut encoder,
+            vec![
+                Header::Field {
+                    name: Some(http::header::AUTHORIZATION),
+                    value: secret,
+                },
+                Header::Field {
+                    name: Some(HeaderName::from_static("x-token")),
+                    value: token,
+                },
+                Header::Field {
+                    name: None,
+                    value: HeaderValue::from_static("plain"),
+                },
+            ],
+        );
+        let mut want = vec![];
+        // Never indexed (0001xxxx), static name 23: prefix 15, then 8.
+        want.extend_from_slice(&[0x1f, 8, 8]);
+        want.extend_from_slice(b"Bearer x");
+        // Never indexed, new name.
+        want.extend_from_slice(&[0x10, 7]);
+        want.extend_from_slice(b"x-token");
+        want.extend_from_slice(&[5]);
+        want.extend_from_slice(b"t0k3n");
+        // The same name again, value not sensitive: without indexing.
+        want.extend_from_slice(&[0x00, 7]);
+        want.extend_from_slice(b"x-token");
+        want.extend_from_slice(&[5]);
+        want.extend_from_slice(b"plain");
+        assert_eq!(*res, want[..]);
+    }
+
+    #[test]
+    fn stateless_still_signals_table_size_updates() {
+        let mut encoder = stateless();
+        encoder.update_max_size(1024);
+        let res = encode(&mut encoder, vec![method("GET")]);
+        // Dynamic table size update (001xxxxx, 5-bit prefix) then :method GET.
+        assert_eq!(*res, [0x3f, 0xe1, 0x07, 0x80 | 2]);
     }
 
     fn encode(e: &mut Encoder, hdrs: Vec<Header<Option<HeaderName>>>) -> BytesMut {
