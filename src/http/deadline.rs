@@ -12,12 +12,12 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use tokio::time::{Instant, Sleep};
 
 use crate::error::{ErrorKind, ProxyError};
 
-pub const GRPC_TIMEOUT: &str = "grpc-timeout";
+pub const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 
 /// The gRPC spec's limit on `TimeoutValue`: at most 8 ASCII digits.
 const MAX_VALUE: u64 = 99_999_999;

@@ -1116,6 +1116,57 @@ mod test {
         huffman::decode(src, &mut buf).unwrap()
     }
 
+    // weir patch: a stateless block split over CONTINUATION frames
+    // reassembles to the same fields, multi-valued names included.
+    #[test]
+    fn stateless_block_split_over_continuations() {
+        let mut encoder = Encoder::default();
+        encoder.set_indexing(false);
+        let mut fields = HeaderMap::new();
+        for i in 0..40 {
+            let name = HeaderName::from_bytes(format!("x-field-{i}").as_bytes()).unwrap();
+            fields.append(name.clone(), HeaderValue::from_static("first value"));
+            fields.append(name, HeaderValue::from_static("second value"));
+        }
+        let headers = Headers::new(
+            StreamId::from(1),
+            Pseudo::response(http::StatusCode::OK),
+            fields.clone(),
+        );
+        let mut block = Vec::new();
+        let mut frames = 0;
+        let mut dst = BytesMut::new();
+        let mut next = headers.encode(&mut encoder, &mut (&mut dst).limit(frame::HEADER_LEN + 200));
+        loop {
+            frames += 1;
+            block.extend_from_slice(&dst[frame::HEADER_LEN..]);
+            dst.clear();
+            match next {
+                Some(c) => next = c.encode(&mut (&mut dst).limit(frame::HEADER_LEN + 200)),
+                None => break,
+            }
+        }
+        assert!(frames > 5, "split over {frames} frames");
+        let mut decoder = hpack::Decoder::default();
+        let mut src = BytesMut::from(&block[..]);
+        let mut got = HeaderMap::new();
+        let mut status = None;
+        decoder
+            .decode(&mut std::io::Cursor::new(&mut src), |h| {
+                match h {
+                    hpack::Header::Field { name, value } => {
+                        got.append(name, value);
+                    }
+                    hpack::Header::Status(s) => status = Some(s),
+                    other => panic!("unexpected {other:?}"),
+                }
+                std::ops::ControlFlow::Continue(())
+            })
+            .unwrap();
+        assert_eq!(status, Some(http::StatusCode::OK));
+        assert_eq!(got, fields);
+    }
+
     #[test]
     fn test_connect_request_pseudo_headers_omits_path_and_scheme() {
         // CONNECT requests MUST NOT include :scheme & :path pseudo-header fields
