@@ -90,14 +90,19 @@ async fn setup(global: &str, defaults: &str) -> (weir::proxy::Running, weir_echo
     logs();
     let mut servers = echo_servers(1).await;
     let server = servers.remove(0);
-    let text = format!(
+    let text = config_text(global, defaults, server.addr);
+    (start_proxy(&text).await, server)
+}
+
+/// The proxy's configuration: `global` and `defaults` lines added to a
+/// frontend `fe` on 127.0.0.1:0 and a backend with one h2 server.
+fn config_text(global: &str, defaults: &str, server: SocketAddr) -> String {
+    format!(
         "global\n{global}defaults\n    mode http\n    timeout connect 2s\n    timeout client 30s\n\
          timeout server 30s\n    timeout http-request 500ms\n{defaults}\
          frontend fe\n    bind 127.0.0.1:0\n{EXPORTER}    default_backend be\n\
-         backend be\n    server s1 {} proto h2\n",
-        server.addr
-    );
-    (start_proxy(&text).await, server)
+         backend be\n    server s1 {server} proto h2\n"
+    )
 }
 
 /// A well-behaved tonic client on its own connection, calling in a loop.
@@ -681,52 +686,75 @@ fn hpack_summary(b: &[u8]) -> Hpack {
     h
 }
 
+/// Sends `GET /` on each of `streams` and returns what the response
+/// header blocks use.
+async fn response_blocks(raw: &mut Raw, streams: &[u32]) -> Vec<Hpack> {
+    for &stream in streams {
+        let mut buf = Vec::new();
+        get(&mut buf, stream);
+        assert!(raw.send(&buf).await, "request sent");
+        raw.wait(10, "answered", move |s| {
+            s.headers.contains(&stream) || s.closed
+        })
+        .await;
+    }
+    let s = raw.seen.lock().unwrap();
+    assert!(!s.closed, "connection kept");
+    streams
+        .iter()
+        .map(|id| hpack_summary(&s.blocks[id]))
+        .collect()
+}
+
+fn assert_stateless(blocks: &[Hpack]) {
+    for h in blocks {
+        assert_eq!((h.inserts, h.dynamic_refs, h.huffman), (0, 0, 0), "{h:?}");
+        assert!(h.raw > 0, "literals are raw: {h:?}");
+    }
+}
+
 /// `tune.h2.hpack-encoding`: by default (`stateless`, HAProxy's encoder)
 /// every header block weir sends to a client uses only the static table
 /// and raw literals, response after response; with `indexed` (h2's
 /// encoder) the first response adds entries to the dynamic table, Huffman
-/// coded, and the next one refers to them. A tonic client calls through
-/// weir all along in both modes.
+/// coded, and the next one refers to them. A reload back to the default
+/// makes new connections stateless while an open one keeps indexing. A
+/// tonic client calls through weir all along.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn response_header_blocks_follow_hpack_encoding() {
-    for (global, indexed) in [
-        ("", false),
-        ("    tune.h2.hpack-encoding stateless\n", false),
-        ("    tune.h2.hpack-encoding indexed\n", true),
-    ] {
+    for global in ["", "    tune.h2.hpack-encoding stateless\n"] {
         let b = Bench::start(global, "").await;
         let mut raw = Raw::connect(b.addr).await;
-        for stream in [1, 3, 5] {
-            let mut buf = Vec::new();
-            get(&mut buf, stream);
-            assert!(raw.send(&buf).await, "request sent");
-            raw.wait(10, "answered", move |s| {
-                s.headers.contains(&stream) || s.closed
-            })
-            .await;
-        }
-        let blocks: Vec<Hpack> = {
-            let s = raw.seen.lock().unwrap();
-            assert!(!s.closed, "connection kept");
-            [1, 3, 5]
-                .iter()
-                .map(|id| hpack_summary(&s.blocks[id]))
-                .collect()
-        };
+        let blocks = response_blocks(&mut raw, &[1, 3, 5]).await;
         eprintln!("{global:?}: {blocks:?}");
-        if indexed {
-            assert!(blocks[0].inserts > 0, "first response adds entries");
-            assert!(blocks[0].huffman > 0, "h2 Huffman-codes literals");
-            assert!(blocks[1].dynamic_refs > 0, "second response refers to them");
-            assert!(blocks[2].dynamic_refs > 0, "third response refers to them");
-        } else {
-            for h in &blocks {
-                assert_eq!((h.inserts, h.dynamic_refs, h.huffman), (0, 0, 0), "{h:?}");
-                assert!(h.raw > 0, "literals are raw: {h:?}");
-            }
-        }
+        assert_stateless(&blocks);
         b.finish(&format!("hpack encoding {global:?}")).await;
     }
+
+    let mut b = Bench::start("    tune.h2.hpack-encoding indexed\n", "").await;
+    let mut old = Raw::connect(b.addr).await;
+    let blocks = response_blocks(&mut old, &[1, 3, 5]).await;
+    eprintln!("indexed: {blocks:?}");
+    assert!(blocks[0].inserts > 0, "first response adds entries");
+    assert!(blocks[0].huffman > 0, "h2 Huffman-codes literals");
+    assert!(blocks[1].dynamic_refs > 0, "second response refers to them");
+    assert!(blocks[2].dynamic_refs > 0, "third response refers to them");
+
+    // `bind 127.0.0.1:0` again: a new port, while open connections stay.
+    let text = config_text("", "", b._server.addr);
+    let cfg = weir::config::parse_str("test.cfg", &text).expect("parses");
+    b._proxy.reload(cfg.config).await.expect("reload");
+    let mut new = Raw::connect(fe_addr(&b._proxy)).await;
+    let blocks = response_blocks(&mut new, &[1, 3]).await;
+    eprintln!("after reload, new connection: {blocks:?}");
+    assert_stateless(&blocks);
+    let blocks = response_blocks(&mut old, &[7]).await;
+    eprintln!("after reload, open connection: {blocks:?}");
+    assert!(
+        blocks[0].dynamic_refs > 0,
+        "the open connection keeps indexing"
+    );
+    b.finish("hpack encoding reloaded").await;
 }
 
 /// (d') A header bomb spread over CONTINUATION frames (100 KiB with a 16k
