@@ -259,22 +259,6 @@ fn get(buf: &mut Vec<u8>, stream: u32) {
     frame(buf, HEADERS, END_HEADERS | END_STREAM, stream, &get_block());
 }
 
-/// An HPACK integer with an `n`-bit prefix, first byte ORed with `first`.
-fn hpack_int(out: &mut Vec<u8>, first: u8, n: u32, mut v: usize) {
-    let max = (1usize << n) - 1;
-    if v < max {
-        out.push(first | v as u8);
-        return;
-    }
-    out.push(first | max as u8);
-    v -= max;
-    while v >= 128 {
-        out.push((v % 128 + 128) as u8);
-        v /= 128;
-    }
-    out.push(v as u8);
-}
-
 /// A literal header field without indexing, new name.
 fn literal(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.push(0x00);

@@ -15,9 +15,12 @@
 //!   is exercised through weir in tests/h2_abuse.rs and in h2's own unit
 //!   tests (vendor/README.md).
 
+mod common;
+
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::hpack_int;
 use http::{HeaderMap, HeaderValue, Request, Response};
 use tokio::io::DuplexStream;
 
@@ -214,22 +217,6 @@ async fn many_streams_finished_out_of_order_get_their_own_answers() {
     })
     .await
     .expect("in time");
-}
-
-/// An HPACK integer with an `n`-bit prefix, first byte ORed with `first`.
-fn hpack_int(out: &mut Vec<u8>, first: u8, n: u32, mut v: usize) {
-    let max = (1usize << n) - 1;
-    if v < max {
-        out.push(first | v as u8);
-        return;
-    }
-    out.push(first | max as u8);
-    v -= max;
-    while v >= 128 {
-        out.push((v % 128 + 128) as u8);
-        v /= 128;
-    }
-    out.push(v as u8);
 }
 
 /// A raw string literal.
