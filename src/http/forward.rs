@@ -163,6 +163,7 @@ async fn forward_h2(
             )
         })?;
     timing.sent = true;
+    let mut resp_fut = Unanswered::new(resp_fut);
 
     let mut idle = timeouts.server.map(|t| IdleTimer::new(Activity::new(), t));
     let mut cancel_pump = None;
@@ -185,7 +186,7 @@ async fn forward_h2(
     }
 
     let resp = match &mut idle {
-        Some(t) => match t.run(resp_fut).await {
+        Some(t) => match t.run(&mut resp_fut).await {
             Some(r) => r,
             None => {
                 return Err(ProxyError::new(
@@ -197,7 +198,7 @@ async fn forward_h2(
                 ))
             }
         },
-        None => resp_fut.await,
+        None => (&mut resp_fut).await,
     };
     let resp = resp.map_err(|e| {
         if e.is_go_away() || e.is_io() {
@@ -226,6 +227,71 @@ async fn forward_h2(
     }
     let body = UpstreamH2::new(recv, grpc, idle, cancel_pump, lease, slot);
     Ok(Response::from_parts(parts, ProxyBody::H2(Box::new(body))))
+}
+
+/// How long after its request was sent an upstream stream whose call is
+/// dropped before any answer is kept open before h2 resets it.
+///
+/// An HTTP/2 server counts streams the peer resets before its application
+/// has taken them up (h2's servers, tonic's among them, send GOAWAY
+/// ENHANCE_YOUR_CALM after 20: rapid-reset protection). A client that
+/// floods weir and is cut off would otherwise have all its calls reset on
+/// the shared upstream connection at once, and the server's GOAWAY would
+/// fail every other client's call on that connection too. Held this long,
+/// a stream has normally been taken up, and a later reset is an ordinary
+/// cancellation.
+const YOUNG_CANCEL_GRACE: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// The upstream answer to a call, awaited. Dropped unanswered within
+/// [`YOUNG_CANCEL_GRACE`] of being sent (the client went away, a deadline
+/// passed), the stream is let go of only once that much time has passed;
+/// later, at once.
+struct Unanswered {
+    fut: Option<h2::client::ResponseFuture>,
+    sent: tokio::time::Instant,
+}
+
+impl Unanswered {
+    fn new(fut: h2::client::ResponseFuture) -> Self {
+        Unanswered {
+            fut: Some(fut),
+            sent: tokio::time::Instant::now(),
+        }
+    }
+}
+
+impl std::future::Future for Unanswered {
+    type Output = Result<Response<h2::RecvStream>, h2::Error>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Self::Output> {
+        let Some(fut) = self.fut.as_mut() else {
+            return Poll::Ready(Err(h2::Error::from(h2::Reason::INTERNAL_ERROR)));
+        };
+        let out = std::task::ready!(std::pin::Pin::new(fut).poll(cx));
+        // Answered (or failed): the stream no longer needs this handle, and
+        // dropping it now costs nothing at drop time.
+        self.fut = None;
+        Poll::Ready(out)
+    }
+}
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        let Some(fut) = self.fut.take() else { return };
+        let until = self.sent + YOUNG_CANCEL_GRACE;
+        if tokio::time::Instant::now() >= until {
+            return;
+        }
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                tokio::time::sleep_until(until).await;
+                drop(fut);
+            });
+        }
+    }
 }
 
 async fn forward_h1(
@@ -473,6 +539,104 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An h2 client and a server that reports, for each request it takes
+    /// up, when (tokio time) the client reset it.
+    async fn h2_pair() -> (
+        h2::client::SendRequest<Bytes>,
+        tokio::sync::mpsc::UnboundedReceiver<(tokio::time::Instant, h2::Reason)>,
+    ) {
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut conn = h2::server::handshake(b).await.expect("server handshake");
+            while let Some(Ok((_req, mut respond))) = conn.accept().await {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    if let Ok(reason) = std::future::poll_fn(|cx| respond.poll_reset(cx)).await {
+                        let _ = tx.send((tokio::time::Instant::now(), reason));
+                    }
+                });
+            }
+        });
+        let (send, conn) = h2::client::handshake(a).await.expect("client handshake");
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        (send, rx)
+    }
+
+    async fn open(send: &h2::client::SendRequest<Bytes>) -> Unanswered {
+        let mut send = send.clone().ready().await.expect("ready");
+        let req = Request::post("http://upstream.test/a.B/C")
+            .body(())
+            .expect("request");
+        let (fut, _tx) = send.send_request(req, true).expect("send");
+        Unanswered::new(fut)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_young_unanswered_stream_is_reset_only_after_the_grace() {
+        let (send, mut resets) = h2_pair().await;
+        let call = open(&send).await;
+        // Let the server take the stream up, then drop the call at once.
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        let dropped = tokio::time::Instant::now();
+        drop(call);
+        let (at, reason) = resets.recv().await.expect("the stream is reset");
+        assert_eq!(reason, h2::Reason::CANCEL);
+        // Sent 1 ms before the drop: reset when the grace has run out.
+        let ms = std::time::Duration::from_millis;
+        assert!(YOUNG_CANCEL_GRACE >= ms(10), "a grace worth the name");
+        let want = YOUNG_CANCEL_GRACE - ms(1);
+        let waited = at - dropped;
+        assert!(
+            waited >= want && waited < want + ms(5),
+            "reset {waited:?} after the drop, want {want:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_old_unanswered_stream_is_reset_at_once() {
+        let (send, mut resets) = h2_pair().await;
+        let call = open(&send).await;
+        tokio::time::sleep(YOUNG_CANCEL_GRACE + std::time::Duration::from_millis(5)).await;
+        let dropped = tokio::time::Instant::now();
+        drop(call);
+        let (at, reason) = resets.recv().await.expect("the stream is reset");
+        assert_eq!(reason, h2::Reason::CANCEL);
+        assert!(
+            at - dropped < std::time::Duration::from_millis(1),
+            "{:?}",
+            at - dropped
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_answered_call_lets_go_of_its_handle_at_once() {
+        let (a, b) = tokio::io::duplex(1 << 16);
+        tokio::spawn(async move {
+            let mut conn = h2::server::handshake(b).await.expect("server handshake");
+            while let Some(Ok((_req, mut respond))) = conn.accept().await {
+                let _ = respond.send_response(Response::new(()), true);
+            }
+        });
+        let (send, conn) = h2::client::handshake(a).await.expect("client handshake");
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let mut call = open(&send).await;
+        let resp = (&mut call).await.expect("answered");
+        assert_eq!(resp.status(), http::StatusCode::OK);
+        assert!(call.fut.is_none(), "the handle is let go of once answered");
+        drop(call);
+        // Polling again after the answer is an error, not a panic.
+        let mut done = Unanswered {
+            fut: None,
+            sent: tokio::time::Instant::now(),
+        };
+        assert!((&mut done).await.is_err());
+    }
 
     #[test]
     fn hop_by_hop_headers_go_te_trailers_stays() {
