@@ -1,4 +1,4 @@
-use super::table::{index_static, static_name_index, Index, Table};
+use super::table::{index_static, static_field, Index, Table};
 use super::{huffman, Header};
 
 use bytes::{BufMut, BytesMut};
@@ -349,15 +349,6 @@ where
             }
         }
     }
-}
-
-/// Static-table lookup for a regular field: the entry's index and whether
-/// the value matched too.
-fn static_field(name: &HeaderName, value: &HeaderValue) -> Option<(usize, bool)> {
-    static_name_index(name).map(|idx| {
-        // The only static entry with a value among regular fields.
-        (idx, idx == 16 && value == "gzip, deflate")
-    })
 }
 
 /// Writes a string literal without Huffman coding.

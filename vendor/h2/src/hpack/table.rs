@@ -667,9 +667,19 @@ fn hash_header(header: &Header) -> HashValue {
     HashValue((h.finish() & MASK) as usize)
 }
 
+/// weir patch: static-table lookup for a regular field: the entry's index
+/// and whether the value matched too (`accept-encoding: gzip, deflate` is
+/// the only regular field the table has with a value).
+pub(super) fn static_field(
+    name: &header::HeaderName,
+    value: &header::HeaderValue,
+) -> Option<(usize, bool)> {
+    static_name_index(name).map(|n| (n, n == 16 && value == "gzip, deflate"))
+}
+
 /// weir patch: the static table's index for a regular field name, if the
 /// table has one (RFC 7541, appendix A).
-pub(super) fn static_name_index(name: &header::HeaderName) -> Option<usize> {
+fn static_name_index(name: &header::HeaderName) -> Option<usize> {
     match *name {
         header::ACCEPT_CHARSET => Some(15),
         header::ACCEPT_ENCODING => Some(16),
@@ -729,7 +739,7 @@ pub(super) fn index_static(header: &Header) -> Option<(usize, bool)> {
         Header::Field {
             ref name,
             ref value,
-        } => static_name_index(name).map(|n| (n, n == 16 && value == "gzip, deflate")),
+        } => static_field(name, value),
         Header::Authority(_) => Some((1, false)),
         Header::Method(ref v) => match *v {
             Method::GET => Some((2, true)),
