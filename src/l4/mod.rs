@@ -318,19 +318,15 @@ pub async fn serve<S>(
         let activity = Activity::new();
         let failed = AtomicU8::new(NO_ERROR);
         let mut timer = idle.map(|t| IdleTimer::new(activity.clone(), t));
-        #[cfg(target_os = "linux")]
-        let plan = Some(splice_plan(fe.splice.or(backend.splice)));
-        #[cfg(not(target_os = "linux"))]
-        let plan: Option<()> = None;
         let spliced_read = (AtomicU64::new(0), AtomicU64::new(0));
         let mut read = None;
-        let outcome = match (plan, client.plain_tcp()) {
+        let outcome = match client.plain_tcp() {
             #[cfg(target_os = "linux")]
-            (Some(plan), Some(tcp)) => {
+            Some(tcp) => {
                 let copy = splice_both(
                     tcp,
                     &mut server,
-                    plan,
+                    splice_plan(fe.splice.or(backend.splice)),
                     &activity,
                     &failed,
                     &spliced_read,

@@ -138,9 +138,7 @@ pub mod fuzz_bridge;
 pub use crate::error::{Error, Reason};
 // weir patch: process-wide switch between indexed and stateless HPACK
 // encoding (see `hpack::encoder`).
-pub use crate::hpack::{
-    dynamic_indexing as hpack_dynamic_indexing, set_dynamic_indexing as set_hpack_dynamic_indexing,
-};
+pub use crate::hpack::set_dynamic_indexing as set_hpack_dynamic_indexing;
 pub use crate::share::{FlowControl, Ping, PingPong, Pong, RecvStream, SendStream, StreamId};
 
 #[cfg(feature = "unstable")]

@@ -27,12 +27,6 @@ pub fn set_dynamic_indexing(enabled: bool) {
     DYNAMIC_INDEXING.store(enabled, Ordering::Relaxed);
 }
 
-/// Whether encoders created now use the dynamic table; see
-/// `set_dynamic_indexing`.
-pub fn dynamic_indexing() -> bool {
-    DYNAMIC_INDEXING.load(Ordering::Relaxed)
-}
-
 #[derive(Debug)]
 pub struct Encoder {
     table: Table,
@@ -63,7 +57,7 @@ impl Encoder {
             table: Table::new(max_size, capacity),
             max_allowed_size: DEFAULT_MAX_ALLOWED_SIZE,
             size_update: None,
-            indexing: dynamic_indexing(),
+            indexing: DYNAMIC_INDEXING.load(Ordering::Relaxed),
             scratch: BytesMut::new(),
         }
     }

@@ -8,5 +8,5 @@ mod table;
 mod test;
 
 pub use self::decoder::{Decoder, DecoderError, NeedMore};
-pub use self::encoder::{dynamic_indexing, set_dynamic_indexing, Encoder};
+pub use self::encoder::{set_dynamic_indexing, Encoder};
 pub use self::header::{BytesStr, Header};
