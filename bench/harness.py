@@ -5,7 +5,7 @@ Run it through bench/run.sh, which installs the tools and builds the binaries
 first; docs/benchmarks.md explains the method and how to read the output.
 
     harness.py --bin-dir target/release [--quick] [--reps N]
-               [--scenarios a,lat,b,c,d,e,l4,policy,observe] [--out bench/results/latest.md]
+               [--scenarios a,lat,rate,b,c,d,e,l4,policy,observe] [--out bench/results/latest.md]
 
 WEIR_B_BIN=/path/to/weir adds a target "weir-b": that binary with weir's
 config, next to "weir" in every scenario that has weir (before/after runs),
@@ -51,6 +51,8 @@ SERVER_STREAM = "/weir.echo.Echo/ServerStream"
 #
 # kind: "unary"  -> throughput table (calls/s primary)
 #       "lat"    -> one call at a time (p50 primary, lower is better)
+#       "rate"   -> a fixed offered rate (h2load --rps): latency at the same
+#                   load for every target (p99 primary, lower is better)
 #       "large"  -> MiB/s primary
 #       "stream" -> MiB/s primary, latency is whole-stream time (not shown)
 #       "idle"   -> idle connections, RSS per connection
@@ -73,6 +75,16 @@ SCENARIOS = {
         kind="lat", mode="http", path=UNARY, payload=64,
         c=1, m=1, targets=["direct", "weir", "haproxy", "nginx"],
         what="Unary, 64-byte payload, h2load -c 1 -m 1: latency of a lone call.",
+    ),
+    "rate": dict(
+        title="(rate) small unary calls at a fixed rate: latency at the same load",
+        kind="rate", mode="http", path=UNARY, payload=64,
+        c=16, m=32, rps=625, targets=["direct", "weir", "haproxy", "nginx"],
+        what="As (a), but h2load offers a fixed 10,000 calls/s (16 clients × `--rps 625`), "
+             "under every proxy's saturation point in (a) except nginx's, so latency and CPU "
+             "per call compare at the same load rather than at each target's own maximum. "
+             "h2load's rate mode starts each client's calls in bursts on a timer, so even "
+             "direct latency is milliseconds; the ratios are what compare.",
     ),
     "b64k": dict(
         title="(b) large messages: 64 KiB unary",
@@ -152,7 +164,7 @@ SCENARIOS = {
              "connections are held.",
     ),
 }
-DEFAULT_ORDER = ["a", "lat", "b64k", "b1m", "c", "l4", "l4b", "e", "d", "policy", "observe"]
+DEFAULT_ORDER = ["a", "lat", "rate", "b64k", "b1m", "c", "l4", "l4b", "e", "d", "policy", "observe"]
 ALIASES = {"b": ["b64k", "b1m"], "splice": ["l4s", "l4b"], "all": DEFAULT_ORDER + ["l4s"]}
 
 
@@ -639,6 +651,8 @@ class Bench:
                 "-H", "content-type: application/grpc", "-H", "te: trailers"]
         for h in scen.get("headers", []):
             argv += ["-H", h]
+        if scen.get("rps"):
+            argv += ["--rps", str(scen["rps"])]
         if log_file:
             argv += ["--log-file", log_file]
         argv.append(self.url(scen, port))
@@ -1101,7 +1115,7 @@ def f2(v):
     return f"{v:.2f}"
 
 
-PRIMARY = {"unary": ("rps", True), "lat": ("p50_us", False), "large": ("mib_s", True),
+PRIMARY = {"unary": ("rps", True), "lat": ("p50_us", False), "rate": ("p99_us", False), "large": ("mib_s", True),
            "stream": ("mib_s", True), "idle": ("kib_per_conn", False)}
 
 
@@ -1179,7 +1193,7 @@ def render_markdown(meta, records, scenario_ids, unavailable, elapsed):
                 heads.append(f"{label} ÷ weir")
             return heads
 
-        if kind in ("unary", "lat", "large", "stream"):
+        if kind in ("unary", "lat", "rate", "large", "stream"):
             if kind == "unary":
                 heads = ["target", "calls/s"] + ratio_heads("calls/s") + [
                     "p50 µs", "p99 µs", "proxy CPU µs/call", "proxy CPU %", "peak RSS MiB", "errors",
@@ -1188,6 +1202,10 @@ def render_markdown(meta, records, scenario_ids, unavailable, elapsed):
                 heads = ["target", "p50 µs"] + ratio_heads("p50") + [
                     "p99 µs", "calls/s", "proxy CPU µs/call", "peak RSS MiB", "errors",
                     "load CPU busy %", "other jobs CPU %", "steal %"]
+            elif kind == "rate":
+                heads = ["target", "p99 µs"] + ratio_heads("p99") + [
+                    "p50 µs", "p90 µs", "calls/s", "proxy CPU µs/call", "of which kernel µs",
+                    "proxy CPU %", "peak RSS MiB", "errors", "load CPU busy %", "other jobs CPU %", "steal %"]
             elif kind == "large":
                 heads = ["target", "MiB/s"] + ratio_heads("MiB/s") + [
                     "calls/s", "p50 µs", "p99 µs", "proxy CPU µs/call", "proxy CPU µs/MiB",
@@ -1232,6 +1250,14 @@ def render_markdown(meta, records, scenario_ids, unavailable, elapsed):
                     cells = [col("p50_us", f0)] + ratio_cells(t) + [
                         col("p99_us", f0), col("rps", f0),
                         col("cpu_us_per_call", f1) if proxy else "–", rss() if proxy else "–", errs_s] + noise
+                elif kind == "rate":
+                    sys_per_call = [r["proxy_sys_s"] * 1e6 / r["succeeded"] if r.get("succeeded") and "proxy_sys_s" in r
+                                    else None for r in rs]
+                    cells = [col("p99_us", f0)] + ratio_cells(t) + [
+                        col("p50_us", f0), col("p90_us", f0), col("rps", f0),
+                        col("cpu_us_per_call", f1) if proxy else "–",
+                        spread(sys_per_call, f1) if proxy else "–",
+                        col("cpu_pct", f0) if proxy else "–", rss() if proxy else "–", errs_s] + noise
                 elif kind == "large":
                     cells = [col("mib_s", f1)] + ratio_cells(t) + [
                         col("rps", f0), col("p50_us", f0), col("p99_us", f0),

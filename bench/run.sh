@@ -2,7 +2,7 @@
 # Side-by-side benchmark: weir vs HAProxy vs nginx (and h2load straight at a
 # backend), gRPC over HTTP/2 on 127.0.0.1. See docs/benchmarks.md.
 #
-#   bench/run.sh [--quick] [--reps N] [--scenarios a,lat,b,c,d,e,l4,policy,observe] [--out FILE]
+#   bench/run.sh [--quick] [--reps N] [--scenarios a,lat,rate,b,c,d,e,l4,policy,observe] [--out FILE]
 #                [--duration S] [--warmup S] [--wait-quiet S] [--debug] [--no-build]
 #                [--keep-workdir]
 #
