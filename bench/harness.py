@@ -76,6 +76,17 @@ SCENARIOS = {
         c=1, m=1, targets=["direct", "weir", "haproxy", "nginx"],
         what="Unary, 64-byte payload, h2load -c 1 -m 1: latency of a lone call.",
     ),
+    "latbusy": dict(
+        title="(latbusy) one call at a time, with and without busy-polling",
+        kind="lat", mode="http", path=UNARY, payload=64,
+        c=1, m=1, targets=["direct", "weir", "weir-busy", "haproxy", "haproxy-busy"],
+        isolate=True, bases=["direct", "haproxy", "haproxy-busy"],
+        what="As (lat); `weir-busy` and `haproxy-busy` add `busy-polling` to `global` (the "
+             "proxy's thread never sleeps in its poller and uses its whole CPU). A spinning "
+             "proxy would take CPU 0 from the others, so here each proxy runs alone: started "
+             "before its own run (and warm-up), stopped after it. CPU per call is not "
+             "comparable between busy and non-busy targets.",
+    ),
     "rate": dict(
         title="(rate) small unary calls at a fixed rate: latency at the same load",
         kind="rate", mode="http", path=UNARY, payload=64,
@@ -165,7 +176,7 @@ SCENARIOS = {
     ),
 }
 DEFAULT_ORDER = ["a", "lat", "rate", "b64k", "b1m", "c", "l4", "l4b", "e", "d", "policy", "observe"]
-ALIASES = {"b": ["b64k", "b1m"], "splice": ["l4s", "l4b"], "all": DEFAULT_ORDER + ["l4s"]}
+ALIASES = {"b": ["b64k", "b1m"], "splice": ["l4s", "l4b"], "all": DEFAULT_ORDER + ["l4s", "latbusy"]}
 
 
 # ------------------------------------------------------------ process care
@@ -534,18 +545,23 @@ class Bench:
         sub = os.path.join(self.work, f"{target}-{mode}-{port}")
         os.makedirs(sub)
         logf = os.path.join(sub, "stderr.log")
-        # "<proxy>-splice": mode tcp with `option splice-auto`.
-        base = target[:-len("-splice")] if target.endswith("-splice") else target
-        if base != target:
+        # "<proxy>-splice": mode tcp with `option splice-auto`;
+        # "<proxy>-busy": `busy-polling` in global.
+        base, extra = target, []
+        if base.endswith("-splice"):
+            base = base[:-len("-splice")]
             config = "proxy-tcp-splice.cfg"
+        if base.endswith("-busy"):
+            base = base[:-len("-busy")]
+            extra.append("busy-polling")
         if base in ("weir", "weir-b"):
             tmpl = config or {"http": "proxy-http.cfg", "tcp": "proxy-tcp.cfg", "tls": "proxy-tls.cfg"}[mode]
             cfg = self.render(tmpl, os.path.join(sub, "weir.cfg"), port, sub, stats_port,
-                              self.weir_b_global if base == "weir-b" else ())
+                              (list(self.weir_b_global) if base == "weir-b" else []) + extra)
             argv = [os.path.join(self.args.bin_dir, base), "-f", cfg]
         elif base == "haproxy":
             tmpl = config or {"http": "proxy-http.cfg", "tcp": "proxy-tcp.cfg", "tls": "proxy-tls.cfg"}[mode]
-            cfg = self.render(tmpl, os.path.join(sub, "haproxy.cfg"), port, sub, stats_port)
+            cfg = self.render(tmpl, os.path.join(sub, "haproxy.cfg"), port, sub, stats_port, extra)
             # haproxy-extra.cfg: "no strict-limits" (see the file).
             argv = ["haproxy", "-db", "-f", cfg, "-f", os.path.join(CONFIGS, "haproxy-extra.cfg")]
             # HAPROXY_EXTRA_CFG=file: one more config file, e.g. tune.* settings.
@@ -825,6 +841,8 @@ class Bench:
 
     # ------------------------------------------------------------ scenarios
     def run_h2load_scenario(self, sid, scen):
+        if scen.get("isolate"):
+            return self.run_isolated_scenario(sid, scen)
         duration = self.args.duration
         reps = self.args.reps
         proxies = {}
@@ -868,6 +886,41 @@ class Bench:
         finally:
             for px in proxies.values():
                 self.procs.stop(px["proc"])
+        return unavailable
+
+    def run_isolated_scenario(self, sid, scen):
+        """As run_h2load_scenario, but each proxy runs alone: started (and
+        checked, warmed up) right before each of its runs, stopped after."""
+        unavailable = {}
+        for rep in range(self.args.reps):
+            active = [t for t in scen["targets"] if t not in unavailable]
+            k = rep % len(active) if active else 0
+            for i, t in enumerate(active[k:] + active[:k]):
+                px = None
+                if t != "direct":
+                    px = self.start_proxy(t, scen["mode"], scen.get("config"))
+                    if isinstance(px, str):
+                        unavailable[t] = px
+                        self.failures.append(f"{sid}/{t}: {px}")
+                        self.emit(dict(kind="unavailable", scenario=sid, target=t, reason=px))
+                        log("  " + px)
+                        continue
+                try:
+                    port = self.direct_port if px is None else px["port"]
+                    err = self.preflight(scen, port, None if px is None else px["stats_port"])
+                    if err:
+                        unavailable[t] = err
+                        self.failures.append(f"{sid}/{t}: {err}")
+                        self.emit(dict(kind="unavailable", scenario=sid, target=t, reason=err))
+                        log(f"  {t}: {err}")
+                        continue
+                    if self.args.warmup > 0:
+                        self.h2load(scen, port, self.args.warmup, None)
+                    self.measure_clean(sid, scen, t, px, rep, i, self.args.duration)
+                finally:
+                    if px is not None:
+                        self.procs.stop(px["proc"])
+                time.sleep(0.2)
         return unavailable
 
     def run_idle_scenario(self, sid, scen):
@@ -1171,10 +1224,12 @@ def render_markdown(meta, records, scenario_ids, unavailable, elapsed):
         has_weir_base = any(t.endswith("-splice") for t in scen["targets"])
         scrape = scen.get("scrape")
 
+        bases = scen.get("bases") or ((["direct"] if has_direct else []) + (["haproxy"] if has_haproxy else [])
+                                      + (["weir-b"] if has_b else []) + (["weir"] if has_weir_base else []))
+
         def ratio_cells(t):
             cells = []
-            for base in ((["direct"] if has_direct else []) + (["haproxy"] if has_haproxy else [])
-                         + (["weir-b"] if has_b else []) + (["weir"] if has_weir_base else [])):
+            for base in bases:
                 if t == base:
                     cells.append("1")
                 else:
@@ -1182,16 +1237,7 @@ def render_markdown(meta, records, scenario_ids, unavailable, elapsed):
             return cells
 
         def ratio_heads(label):
-            heads = []
-            if has_direct:
-                heads.append(f"{label} ÷ direct")
-            if has_haproxy:
-                heads.append(f"{label} ÷ haproxy")
-            if has_b:
-                heads.append(f"{label} ÷ weir-b")
-            if has_weir_base:
-                heads.append(f"{label} ÷ weir")
-            return heads
+            return [f"{label} ÷ {base}" for base in bases]
 
         if kind in ("unary", "lat", "rate", "large", "stream"):
             if kind == "unary":

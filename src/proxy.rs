@@ -66,6 +66,11 @@ pub struct Running {
     workers: Vec<Worker>,
     tasks: JoinSet<()>,
     grace_ms: Arc<AtomicU64>,
+    /// `busy-polling`: every worker runtime's [`busy_poll`] task follows it.
+    busy: watch::Sender<bool>,
+    /// Worker 0's [`busy_poll`] task (apart from `tasks`, whose end
+    /// shutdown waits for; dropping the set ends it).
+    busy_task: JoinSet<()>,
     reloads: u64,
 }
 
@@ -95,13 +100,15 @@ pub async fn start_threads(config: Config, threads: usize) -> Result<Running, Er
     apply_process_wide(&config);
     let sockets = bind_all(&snapshot, threads, &[])?;
     let grace_ms = Arc::new(AtomicU64::new(10_000));
+    let (busy, _) = watch::channel(config.global.busy_polling);
     let mut workers = Vec::new();
     for i in 1..threads {
         let (tx, rx) = mpsc::unbounded_channel();
         let grace = grace_ms.clone();
+        let busy = busy.subscribe();
         let thread = std::thread::Builder::new()
             .name(format!("weir-worker-{i}"))
-            .spawn(move || worker(rx, grace))
+            .spawn(move || worker(rx, grace, busy))
             .map_err(|e| Error::Other(format!("cannot start worker thread: {e}")))?;
         workers.push(Worker { serve: tx, thread });
     }
@@ -117,8 +124,12 @@ pub async fn start_threads(config: Config, threads: usize) -> Result<Running, Er
         workers,
         tasks: JoinSet::new(),
         grace_ms,
+        busy_task: JoinSet::new(),
+        busy,
         reloads: 0,
     };
+    // Worker 0 is the caller's runtime.
+    running.busy_task.spawn(busy_poll(running.busy.subscribe()));
     running.serve(snapshot, sockets)?;
     Ok(running)
 }
@@ -276,6 +287,7 @@ impl Running {
         let sockets = bind_all(&snapshot, self.threads, &self.sockets)?;
         self.serve(snapshot, sockets)?;
         apply_process_wide(&config);
+        self.busy.send_replace(config.global.busy_polling);
         self.reloads += 1;
         self.snapshot
             .stats
@@ -341,6 +353,7 @@ impl Running {
             drain(HARD_STOP_FLUSH).await;
         }
         self.tasks.abort_all();
+        self.busy_task.abort_all();
         let threads: Vec<_> = self
             .workers
             .drain(..)
@@ -364,6 +377,7 @@ impl Running {
 fn worker(
     mut serve: mpsc::UnboundedReceiver<(Vec<Listening>, Option<Arc<tokio::sync::Semaphore>>)>,
     grace_ms: Arc<AtomicU64>,
+    busy: watch::Receiver<bool>,
 ) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -377,6 +391,7 @@ fn worker(
     };
     rt.block_on(async move {
         let mut set = JoinSet::new();
+        tokio::spawn(busy_poll(busy));
         while let Some((listeners, global)) = serve.recv().await {
             for (listener, fe, bind, stop, ctl) in listeners {
                 set.spawn(crate::listener::accept_loop(
@@ -394,6 +409,25 @@ fn worker(
         let grace = Duration::from_millis(grace_ms.load(Ordering::Relaxed));
         drain(grace).await;
     });
+}
+
+/// `busy-polling`: while `on` says so, keeps this thread's runtime from
+/// ever sleeping in `epoll_wait`. The task yields in a loop; a
+/// current-thread tokio runtime with a yielded task polls its I/O driver
+/// with a zero timeout before running it again, so the thread spins on the
+/// poller and a socket event is seen without the wake-up latency of an
+/// idle CPU (large in virtual machines). The thread then uses all of its
+/// CPU whether or not there is traffic. Off, the task waits for the next
+/// change and costs nothing. Ends when `on`'s sender is gone while off;
+/// otherwise with its runtime.
+async fn busy_poll(mut on: watch::Receiver<bool>) {
+    loop {
+        if *on.borrow_and_update() {
+            tokio::task::yield_now().await;
+        } else if on.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 /// After a hard stop, how long the trailers of the calls still open get to

@@ -1390,10 +1390,10 @@ fn bad_servers() {
 }
 
 #[test]
-fn negation_is_only_for_option_and_log() {
+fn negation_is_only_for_option_log_and_busy_polling() {
     assert_eq!(
         error(&with_tail("defaults\n    no mode http\n")),
-        "parsing [weir.cfg:2] : 'no mode' : the 'no' prefix is only supported by 'option' and 'log'"
+        "parsing [weir.cfg:2] : 'no mode' : the 'no' prefix is only supported by 'option', 'log' and 'busy-polling'"
     );
     assert_eq!(
         error(&with_tail("defaults\n    no\n")),
@@ -1401,7 +1401,33 @@ fn negation_is_only_for_option_and_log() {
     );
     assert_eq!(
         error(&with_tail("global\n    no log\n")),
-        "parsing [weir.cfg:2] : 'no log' : the 'no' prefix is only supported by 'option' and 'log'"
+        "parsing [weir.cfg:2] : 'no log' : the 'no' prefix is only supported by 'option', 'log' and 'busy-polling'"
+    );
+}
+
+#[test]
+fn busy_polling_is_a_global_flag() {
+    assert!(!ok(TAIL).global.busy_polling, "off by default");
+    assert!(
+        ok(&with_tail("global\n    busy-polling\n"))
+            .global
+            .busy_polling
+    );
+    assert!(
+        !ok(&with_tail(
+            "global\n    busy-polling\n    no busy-polling\n"
+        ))
+        .global
+        .busy_polling,
+        "the last line wins"
+    );
+    assert_eq!(
+        error(&with_tail("global\n    busy-polling on\n")),
+        "parsing [weir.cfg:2] : 'busy-polling' : unexpected argument 'on' (expected '[no] busy-polling')"
+    );
+    assert_eq!(
+        error(&with_tail("defaults\n    busy-polling\n")),
+        "parsing [weir.cfg:2] : 'busy-polling' is not allowed in 'defaults' section (allowed in: global)"
     );
 }
 

@@ -180,6 +180,12 @@ pub(crate) static KEYWORDS: &[Keyword] = &[
         "nbthread <number>",
         G(p::global_nbthread),
     ),
+    neg(
+        "busy-polling",
+        GLOBAL,
+        "[no] busy-polling",
+        G(p::global_busy_polling),
+    ),
     kw("log", GLOBAL, LOG_USAGE, G(p::global_log)),
     kw(
         "stats",
@@ -865,7 +871,8 @@ pub(crate) fn dispatch(
         return error(diags, None, msg);
     };
     if negated && !entry.negatable {
-        let msg = "the 'no' prefix is only supported by 'option' and 'log'".to_string();
+        let msg =
+            "the 'no' prefix is only supported by 'option', 'log' and 'busy-polling'".to_string();
         return error(diags, Some(&format!("no {name}")), msg);
     }
     let mut ctx = Ctx {

@@ -90,6 +90,9 @@ pub struct Global {
     /// the HPACK dynamic table and Huffman coding (default, `false`:
     /// stateless, as HAProxy encodes). Process-wide.
     pub hpack_indexed: bool,
+    /// `busy-polling`: worker threads poll for events without ever sleeping
+    /// (lower latency, a whole CPU per thread). Follows reloads.
+    pub busy_polling: bool,
 }
 
 /// `tune.h2.*` in `global`: what weir advertises to HTTP/2 clients and the

@@ -201,6 +201,12 @@ pub(crate) fn global_nbthread(ctx: &mut Ctx, g: &mut Global) -> R {
     Ok(())
 }
 
+pub(crate) fn global_busy_polling(ctx: &mut Ctx, g: &mut Global) -> R {
+    ctx.max_args(0)?;
+    g.busy_polling = !ctx.negated;
+    Ok(())
+}
+
 pub(crate) fn global_log(ctx: &mut Ctx, g: &mut Global) -> R {
     if ctx.arg(1) == Some("global") {
         return Err("'log global' is only meaningful in a proxy section".into());
