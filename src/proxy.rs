@@ -334,6 +334,9 @@ impl Running {
     pub async fn shutdown(mut self, grace: Duration) {
         self.grace_ms
             .store(grace.as_millis() as u64, Ordering::Relaxed);
+        // As HAProxy on a soft stop: connections that drain do not need a
+        // spinning poller, and it would take CPU from a new process.
+        self.busy.send_replace(false);
         let _ = self.generation.send(true);
         let _ = self.conns_stop.send(true);
         self.sockets.clear();
@@ -418,8 +421,8 @@ fn worker(
 /// poller and a socket event is seen without the wake-up latency of an
 /// idle CPU (large in virtual machines). The thread then uses all of its
 /// CPU whether or not there is traffic. Off, the task waits for the next
-/// change and costs nothing. Ends when `on`'s sender is gone while off;
-/// otherwise with its runtime.
+/// change and costs nothing. Shutdown turns it off first. Ends when `on`'s
+/// sender is gone while off; otherwise with its runtime.
 async fn busy_poll(mut on: watch::Receiver<bool>) {
     loop {
         if *on.borrow_and_update() {

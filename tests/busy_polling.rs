@@ -86,7 +86,8 @@ async fn calls_work(addr: std::net::SocketAddr) {
 
 /// Without the keyword an idle worker thread sleeps (next to no CPU);
 /// reloaded with `busy-polling` it spins (it uses CPU with no traffic at
-/// all) and calls still go through; reloaded without, it sleeps again.
+/// all) and calls still go through; reloaded without, it sleeps again;
+/// on again, then stopping: no spinning while connections drain.
 /// One test: the worker threads of two proxies would share a name.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn busy_polling_spins_the_workers_and_follows_reloads() {
@@ -132,5 +133,34 @@ async fn busy_polling_spins_the_workers_and_follows_reloads() {
         }
         calls_work(addr).await;
     }
-    proxy.shutdown(Duration::from_secs(5)).await;
+
+    // Stopping turns it off while connections drain (as HAProxy's soft
+    // stop): a stream kept open holds the drain while the worker is read.
+    let mut c = echo_client(addr).await;
+    let mut stream = within(
+        10,
+        c.server_stream(EchoRequest {
+            reply_count: 1000,
+            sleep_ms: 10,
+            ..Default::default()
+        }),
+    )
+    .await
+    .expect("stream")
+    .into_inner();
+    within(10, stream.message())
+        .await
+        .expect("first reply")
+        .expect("a reply");
+    let stopping = tokio::spawn(proxy.shutdown(Duration::from_secs(20)));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let draining = idle_cpu_s(wall).await;
+    assert!(
+        draining <= 0.1,
+        "busy-polling while stopping: the worker used {draining:.2} s of CPU in {wall:?}"
+    );
+    assert!(!stopping.is_finished(), "the open stream holds the drain");
+    drop(stream);
+    drop(c);
+    within(20, stopping).await.expect("shutdown ends");
 }
