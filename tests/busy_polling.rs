@@ -9,23 +9,14 @@ use std::time::Duration;
 use common::*;
 use weir_echo::pb::EchoRequest;
 
-fn load(cfg: &str) -> weir::config::Config {
-    match weir::config::parse_str("weir.cfg", cfg) {
-        Ok(l) => l.config,
-        Err(e) => panic!("config does not parse:\n{e}\n---\n{cfg}"),
-    }
-}
-
 fn cfg(port: u16, servers: &[weir_echo::EchoHandle], global: &str) -> String {
-    let mut s = format!(
+    let addrs: Vec<_> = servers.iter().map(|e| e.addr).collect();
+    format!(
         "global\n{global}defaults\n    mode http\n    timeout connect 2s\n    timeout client 30s\n    timeout server 30s\n\
          frontend fe\n    bind 127.0.0.1:{port} proto h2\n    default_backend be\n\
-         backend be\n"
-    );
-    for (i, e) in servers.iter().enumerate() {
-        s.push_str(&format!("    server s{} {} proto h2\n", i + 1, e.addr));
-    }
-    s
+         backend be\n{}",
+        server_lines(&addrs, "")
+    )
 }
 
 /// CPU time (user + system, seconds) used so far by this process's thread
@@ -58,13 +49,6 @@ async fn idle_cpu_s(wall: Duration) -> f64 {
     thread_cpu_s("weir-worker-1") - before
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind(ANY)
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
 /// Calls on several connections (spread over both workers by the kernel)
 /// all answered.
 async fn calls_work(addr: std::net::SocketAddr) {
@@ -93,7 +77,7 @@ async fn calls_work(addr: std::net::SocketAddr) {
 async fn busy_polling_spins_the_workers_and_follows_reloads() {
     let servers = echo_servers(2).await;
     let port = free_port();
-    let mut proxy = weir::proxy::start_threads(load(&cfg(port, &servers, "")), 2)
+    let mut proxy = weir::proxy::start_threads(load_config(&cfg(port, &servers, "")), 2)
         .await
         .expect("starts");
     let addr = fe_addr(&proxy);
@@ -114,7 +98,7 @@ async fn busy_polling_spins_the_workers_and_follows_reloads() {
     .enumerate()
     {
         proxy
-            .reload(load(&cfg(port, &servers, global)))
+            .reload(load_config(&cfg(port, &servers, global)))
             .await
             .expect("reload");
         // Let the worker see the change.

@@ -11,22 +11,6 @@ use std::time::Duration;
 use common::*;
 use weir_echo::pb::EchoRequest;
 
-fn load(cfg: &str) -> weir::config::Config {
-    match weir::config::parse_str("weir.cfg", cfg) {
-        Ok(l) => l.config,
-        Err(e) => panic!("config does not parse:\n{e}\n---\n{cfg}"),
-    }
-}
-
-/// A port that was free a moment ago (reloads keep sockets only for real
-/// ports, as HAProxy does).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind(ANY)
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
 fn cfg(port: u16, server: SocketAddr, extra: &str) -> String {
     format!(
         "defaults\n    mode http\n    timeout connect 2s\n    timeout client 30s\n    timeout server 30s\n\
@@ -53,7 +37,7 @@ async fn reload_routes_new_calls_and_lets_streams_finish() {
         .await
         .expect("echo");
     let port = free_port();
-    let mut proxy = weir::proxy::start(load(&cfg(port, old[0].addr, "")))
+    let mut proxy = weir::proxy::start(load_config(&cfg(port, old[0].addr, "")))
         .await
         .expect("starts");
     let addr = fe_addr(&proxy);
@@ -75,7 +59,7 @@ async fn reload_routes_new_calls_and_lets_streams_finish() {
         .expect("reply");
 
     proxy
-        .reload(load(&cfg(port, new.addr, "")))
+        .reload(load_config(&cfg(port, new.addr, "")))
         .await
         .expect("reload");
     assert_eq!(proxy.reloads(), 1);
@@ -97,7 +81,7 @@ async fn reload_routes_new_calls_and_lets_streams_finish() {
 async fn no_connection_is_refused_during_reloads() {
     let servers = echo_servers(2).await;
     let port = free_port();
-    let mut proxy = weir::proxy::start(load(&cfg(port, servers[0].addr, "")))
+    let mut proxy = weir::proxy::start(load_config(&cfg(port, servers[0].addr, "")))
         .await
         .expect("starts");
     let addr = fe_addr(&proxy);
@@ -134,7 +118,7 @@ async fn no_connection_is_refused_during_reloads() {
         tokio::time::sleep(Duration::from_millis(40)).await;
         let server = servers[i % 2].addr;
         proxy
-            .reload(load(&cfg(port, server, "")))
+            .reload(load_config(&cfg(port, server, "")))
             .await
             .expect("reload");
     }
@@ -172,12 +156,15 @@ async fn server_health_is_carried_over() {
              backend be\n    server s1 {dead} proto h2 check inter 10s fall 1 {extra}\n"
         )
     };
-    let mut proxy = weir::proxy::start(load(&checked("")))
+    let mut proxy = weir::proxy::start(load_config(&checked("")))
         .await
         .expect("starts");
     wait_for(10, "s1 down", || !server_up(&proxy, "be", "s1")).await;
     let before = server(&proxy, "be", "s1");
-    proxy.reload(load(&checked(""))).await.expect("reload");
+    proxy
+        .reload(load_config(&checked("")))
+        .await
+        .expect("reload");
     let after = server(&proxy, "be", "s1");
     assert!(
         Arc::ptr_eq(&before, &after),
@@ -185,7 +172,7 @@ async fn server_health_is_carried_over() {
     );
     assert!(!after.is_up());
     proxy
-        .reload(load(&checked("weight 5")))
+        .reload(load_config(&checked("weight 5")))
         .await
         .expect("reload");
     let rebuilt = server(&proxy, "be", "s1");
@@ -198,7 +185,7 @@ async fn server_health_is_carried_over() {
 async fn failed_reload_changes_nothing() {
     let servers = echo_servers(1).await;
     let port = free_port();
-    let mut proxy = weir::proxy::start(load(&cfg(port, servers[0].addr, "")))
+    let mut proxy = weir::proxy::start(load_config(&cfg(port, servers[0].addr, "")))
         .await
         .expect("starts");
     let taken = std::net::TcpListener::bind(ANY).expect("bind");
@@ -207,7 +194,10 @@ async fn failed_reload_changes_nothing() {
         "{}frontend fe2\n    bind {busy}\n    default_backend be\n",
         cfg(port, servers[0].addr, "")
     );
-    let err = proxy.reload(load(&bad)).await.expect_err("port in use");
+    let err = proxy
+        .reload(load_config(&bad))
+        .await
+        .expect_err("port in use");
     assert!(err.to_string().contains("cannot bind"), "{err}");
     assert_eq!(proxy.reloads(), 0);
     assert_eq!(who(fe_addr(&proxy)).await, "s1");
@@ -334,7 +324,9 @@ async fn reload_reads_certificates_again() {
         pem.display(),
         servers[0].addr
     );
-    let mut proxy = weir::proxy::start(load(&text)).await.expect("starts");
+    let mut proxy = weir::proxy::start(load_config(&text))
+        .await
+        .expect("starts");
     let call = |ca_pem: String| async move {
         let tls = tonic::transport::ClientTlsConfig::new()
             .ca_certificate(tonic::transport::Certificate::from_pem(ca_pem))
@@ -355,7 +347,7 @@ async fn reload_reads_certificates_again() {
     assert_eq!(call(ca1.0.pem()).await.as_deref(), Some("s1"));
     assert_eq!(call(ca2.0.pem()).await, None);
     std::fs::write(&pem, leaf(&ca2)).expect("write");
-    proxy.reload(load(&text)).await.expect("reload");
+    proxy.reload(load_config(&text)).await.expect("reload");
     assert_eq!(
         call(ca2.0.pem()).await.as_deref(),
         Some("s1"),

@@ -51,15 +51,28 @@ pub fn http_config(servers: &[SocketAddr], backend_extra: &str) -> String {
     )
 }
 
+/// The configuration in `text`, which must parse.
+pub fn load_config(text: &str) -> weir::config::Config {
+    match weir::config::parse_str("test.cfg", text) {
+        Ok(l) => l.config,
+        Err(e) => panic!("config does not parse:\n{e}\n---\n{text}"),
+    }
+}
+
 /// Parses `text` and starts a proxy.
 pub async fn start_proxy(text: &str) -> weir::proxy::Running {
-    let loaded = match weir::config::parse_str("test.cfg", text) {
-        Ok(l) => l,
-        Err(e) => panic!("config does not parse:\n{e}\n---\n{text}"),
-    };
-    weir::proxy::start(loaded.config)
+    weir::proxy::start(load_config(text))
         .await
         .expect("proxy starts")
+}
+
+/// A port that was free a moment ago (reloads keep sockets only for real
+/// ports, as HAProxy does).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind(ANY)
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 pub fn fe_addr(p: &weir::proxy::Running) -> SocketAddr {
