@@ -840,6 +840,14 @@ class Bench:
         return rec
 
     # ------------------------------------------------------------ scenarios
+    def target_unavailable(self, sid, target, reason, unavailable):
+        """A target that could not start or failed its preflight call: left
+        out of the scenario, recorded, and counted as a failure."""
+        unavailable[target] = reason
+        self.failures.append(f"{sid}/{target}: {reason}")
+        self.emit(dict(kind="unavailable", scenario=sid, target=target, reason=reason))
+        log(f"  {target}: {reason}")
+
     def run_h2load_scenario(self, sid, scen):
         if scen.get("isolate"):
             return self.run_isolated_scenario(sid, scen)
@@ -852,9 +860,7 @@ class Bench:
                 continue
             px = self.start_proxy(t, scen["mode"], scen.get("config"))
             if isinstance(px, str):
-                unavailable[t] = px
-                self.failures.append(f"{sid}/{t}: {px}")
-                log("  " + px)
+                self.target_unavailable(sid, t, px, unavailable)
             else:
                 proxies[t] = px
         try:
@@ -865,13 +871,9 @@ class Bench:
                 port = self.direct_port if t == "direct" else proxies[t]["port"]
                 err = self.preflight(scen, port, None if t == "direct" else proxies[t]["stats_port"])
                 if err:
-                    unavailable[t] = err
-                    self.failures.append(f"{sid}/{t}: {err}")
-                    log(f"  {t}: {err}")
+                    self.target_unavailable(sid, t, err, unavailable)
                     continue
                 active.append(t)
-            for t in unavailable:
-                self.emit(dict(kind="unavailable", scenario=sid, target=t, reason=unavailable[t]))
             # Warm-up (not recorded): connections, pools, caches, allocator.
             if self.args.warmup > 0:
                 for t in active:
@@ -900,19 +902,13 @@ class Bench:
                 if t != "direct":
                     px = self.start_proxy(t, scen["mode"], scen.get("config"))
                     if isinstance(px, str):
-                        unavailable[t] = px
-                        self.failures.append(f"{sid}/{t}: {px}")
-                        self.emit(dict(kind="unavailable", scenario=sid, target=t, reason=px))
-                        log("  " + px)
+                        self.target_unavailable(sid, t, px, unavailable)
                         continue
                 try:
                     port = self.direct_port if px is None else px["port"]
                     err = self.preflight(scen, port, None if px is None else px["stats_port"])
                     if err:
-                        unavailable[t] = err
-                        self.failures.append(f"{sid}/{t}: {err}")
-                        self.emit(dict(kind="unavailable", scenario=sid, target=t, reason=err))
-                        log(f"  {t}: {err}")
+                        self.target_unavailable(sid, t, err, unavailable)
                         continue
                     if self.args.warmup > 0:
                         self.h2load(scen, port, self.args.warmup, None)
