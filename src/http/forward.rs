@@ -540,29 +540,41 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
 mod tests {
     use super::*;
 
-    /// An h2 client and a server that reports, for each request it takes
-    /// up, when (tokio time) the client reset it.
-    async fn h2_pair() -> (
-        h2::client::SendRequest<Bytes>,
-        tokio::sync::mpsc::UnboundedReceiver<(tokio::time::Instant, h2::Reason)>,
-    ) {
+    /// An h2 client connected (in memory) to a server that hands each
+    /// request's responder to `on_request`.
+    async fn h2_client(
+        on_request: impl Fn(h2::server::SendResponse<Bytes>) + Send + 'static,
+    ) -> h2::client::SendRequest<Bytes> {
         let (a, b) = tokio::io::duplex(1 << 16);
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(async move {
             let mut conn = h2::server::handshake(b).await.expect("server handshake");
-            while let Some(Ok((_req, mut respond))) = conn.accept().await {
-                let tx = tx.clone();
-                tokio::spawn(async move {
-                    if let Ok(reason) = std::future::poll_fn(|cx| respond.poll_reset(cx)).await {
-                        let _ = tx.send((tokio::time::Instant::now(), reason));
-                    }
-                });
+            while let Some(Ok((_req, respond))) = conn.accept().await {
+                on_request(respond);
             }
         });
         let (send, conn) = h2::client::handshake(a).await.expect("client handshake");
         tokio::spawn(async move {
             let _ = conn.await;
         });
+        send
+    }
+
+    /// An h2 client and a server that reports, for each request it takes
+    /// up, when (tokio time) the client reset it.
+    async fn h2_pair() -> (
+        h2::client::SendRequest<Bytes>,
+        tokio::sync::mpsc::UnboundedReceiver<(tokio::time::Instant, h2::Reason)>,
+    ) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let send = h2_client(move |mut respond| {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                if let Ok(reason) = std::future::poll_fn(|cx| respond.poll_reset(cx)).await {
+                    let _ = tx.send((tokio::time::Instant::now(), reason));
+                }
+            });
+        })
+        .await;
         (send, rx)
     }
 
@@ -614,17 +626,10 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_answered_call_lets_go_of_its_handle_at_once() {
-        let (a, b) = tokio::io::duplex(1 << 16);
-        tokio::spawn(async move {
-            let mut conn = h2::server::handshake(b).await.expect("server handshake");
-            while let Some(Ok((_req, mut respond))) = conn.accept().await {
-                let _ = respond.send_response(Response::new(()), true);
-            }
-        });
-        let (send, conn) = h2::client::handshake(a).await.expect("client handshake");
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
+        let send = h2_client(|mut respond| {
+            let _ = respond.send_response(Response::new(()), true);
+        })
+        .await;
         let mut call = open(&send).await;
         let resp = (&mut call).await.expect("answered");
         assert_eq!(resp.status(), http::StatusCode::OK);

@@ -113,12 +113,17 @@ pub(crate) fn max_control_frames_per_sec(ctx: &mut Ctx, g: &mut Global) -> R {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::{parse_str, H2Tune};
+    use crate::config::{parse_str, Global, H2Tune};
+
+    /// The `global` section made of `lines`, or the parse errors.
+    fn parsed(lines: &str) -> Result<Global, String> {
+        parse_str("t.cfg", &format!("global\n{lines}"))
+            .map(|l| l.config.global)
+            .map_err(|e| e.to_string())
+    }
 
     fn global(lines: &str) -> Result<H2Tune, String> {
-        parse_str("t.cfg", &format!("global\n{lines}"))
-            .map(|l| l.config.global.h2)
-            .map_err(|e| e.to_string())
+        parsed(lines).map(|g| g.h2)
     }
 
     #[test]
@@ -189,10 +194,8 @@ mod tests {
         );
     }
 
-    fn hpack_indexed(text: &str) -> Result<bool, String> {
-        parse_str("t.cfg", &format!("global\n{text}"))
-            .map(|l| l.config.global.hpack_indexed)
-            .map_err(|e| e.to_string())
+    fn hpack_indexed(lines: &str) -> Result<bool, String> {
+        parsed(lines).map(|g| g.hpack_indexed)
     }
 
     #[test]
