@@ -4,13 +4,16 @@
 #
 #   bench/run.sh [--quick] [--reps N] [--scenarios a,lat,rate,b,c,d,e,l4,policy,observe] [--out FILE]
 #                [--duration S] [--warmup S] [--wait-quiet S] [--debug] [--no-build]
-#                [--keep-workdir]
+#                [--keep-workdir] [--pgo]
 #
 #   --quick      ~10 s smoke run (scenario a, 1 rep, 1 s per target; report in
 #                target/bench-quick.md); exits non-zero if any target fails
 #                to serve. CI runs this.
 #   --debug      use the debug build (target/debug) instead of --release.
 #   --no-build   use the binaries already in target/<profile>.
+#   --pgo        measure the profile-guided build of weir as "weir": build it
+#                with bench/pgo.sh first (with --no-build: use the one
+#                already in target/pgo/).
 #   --wait-quiet S  first wait up to S s for other jobs on the machine to end.
 #
 # Environment: PROXY_CPUS (default 0), LOAD_CPUS (1), BACKEND_CPUS
@@ -26,12 +29,14 @@ cd "$(dirname "$0")/.."
 
 profile=release
 build=1
+pgo=0
 args=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --debug) profile=debug ;;
         --no-build) build=0 ;;
-        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+        --pgo) pgo=1 ;;
+        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
         *) args+=("$1") ;;
     esac
     shift
@@ -66,5 +71,17 @@ if [ "$build" = 1 ]; then
     fi
 fi
 
+bin_dir="target/$profile"
+if [ "$pgo" = 1 ]; then
+    [ "$profile" = release ] || { echo "--pgo measures a release build; drop --debug" >&2; exit 2; }
+    [ "$build" = 1 ] && bench/pgo.sh
+    host=$(rustc -vV | sed -n 's/^host: //p')
+    [ -x "target/pgo/$host/release/weir" ] || { echo "no PGO build in target/pgo/$host/release: run bench/pgo.sh" >&2; exit 1; }
+    # The harness takes weir and weir-echo from one folder.
+    bin_dir=target/bench-pgo
+    mkdir -p "$bin_dir"
+    cp "target/pgo/$host/release/weir" target/release/weir-echo "$bin_dir/"
+fi
+
 export PYTHONDONTWRITEBYTECODE=1
-exec python3 bench/harness.py --bin-dir "target/$profile" "${args[@]}"
+exec python3 bench/harness.py --bin-dir "$bin_dir" "${args[@]}"
