@@ -46,22 +46,7 @@ summary="bench/results/profile-$tool.txt"
 work="$(mktemp -d /tmp/weir-profile-XXXXXX)"
 # Snapshot the binaries: a parallel `cargo build` must not swap them mid-run.
 cp target/release/weir target/release/weir-echo "$work/"
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
-
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-    for _ in $(seq 1 200); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.05
-    done
-    echo "nothing listens on 127.0.0.1:$1" >&2; return 1
-}
+. bench/lib.sh
 be1=$(port); be2=$(port); fe=$(port)
 taskset -c "$load_cpus" "$work/weir-echo" --listen "127.0.0.1:$be1" --id echo1 >"$work/echo1.log" 2>&1 & pids+=($!)
 taskset -c "$load_cpus" "$work/weir-echo" --listen "127.0.0.1:$be2" --id echo2 >"$work/echo2.log" 2>&1 & pids+=($!)
