@@ -27,6 +27,9 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
+# The smaller training runs are fractions of --calls (one at a time: /50).
+case "$calls" in ''|*[!0-9]*) echo "--calls takes a number of calls, got '$calls'" >&2; exit 2 ;; esac
+[ "$calls" -ge 400 ] || { echo "--calls must be at least 400 (got $calls)" >&2; exit 2; }
 command -v h2load >/dev/null 2>&1 || { echo "h2load missing: apt-get install nghttp2-client" >&2; exit 1; }
 command -v openssl >/dev/null 2>&1 || { echo "openssl missing: apt-get install openssl" >&2; exit 1; }
 
