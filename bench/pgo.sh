@@ -22,7 +22,7 @@ cd "$(dirname "$0")/.."
 calls=200000
 while [ $# -gt 0 ]; do
     case "$1" in
-        --calls) calls="$2"; shift ;;
+        --calls) calls="${2:-}"; [ $# -lt 2 ] || shift ;;
         *) sed -n '2,16p' "$0"; exit 2 ;;
     esac
     shift
