@@ -121,21 +121,7 @@ async fn busy_polling_spins_the_workers_and_follows_reloads() {
     // Stopping turns it off while connections drain (as HAProxy's soft
     // stop): a stream kept open holds the drain while the worker is read.
     let mut c = echo_client(addr).await;
-    let mut stream = within(
-        10,
-        c.server_stream(EchoRequest {
-            reply_count: 1000,
-            sleep_ms: 10,
-            ..Default::default()
-        }),
-    )
-    .await
-    .expect("stream")
-    .into_inner();
-    within(10, stream.message())
-        .await
-        .expect("first reply")
-        .expect("a reply");
+    let stream = stream_started(&mut c, 1000, 10).await;
     let stopping = tokio::spawn(proxy.shutdown(Duration::from_secs(20)));
     tokio::time::sleep(Duration::from_millis(200)).await;
     let draining = idle_cpu_s(wall).await;

@@ -18,19 +18,7 @@ async fn shutdown_finishes_short_calls_and_ends_long_streams_cleanly() {
     let addr = fe_addr(&proxy);
     let mut c = echo_client(addr).await;
     // A stream that would take 50 s.
-    let mut long = c
-        .server_stream(EchoRequest {
-            reply_count: 1000,
-            sleep_ms: 50,
-            ..Default::default()
-        })
-        .await
-        .expect("stream")
-        .into_inner();
-    within(5, long.message())
-        .await
-        .expect("first")
-        .expect("reply");
+    let mut long = stream_started(&mut c, 1000, 50).await;
     // A unary call that takes 200 ms, in flight when the stop starts.
     let mut c2 = echo_client(addr).await;
     let short = tokio::spawn(async move {

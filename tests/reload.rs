@@ -44,19 +44,7 @@ async fn reload_routes_new_calls_and_lets_streams_finish() {
     assert_eq!(who(addr).await, "s1");
 
     let mut c = echo_client(addr).await;
-    let mut stream = c
-        .server_stream(EchoRequest {
-            reply_count: 20,
-            sleep_ms: 50,
-            ..Default::default()
-        })
-        .await
-        .expect("stream")
-        .into_inner();
-    within(5, stream.message())
-        .await
-        .expect("first")
-        .expect("reply");
+    let mut stream = stream_started(&mut c, 20, 50).await;
 
     proxy
         .reload(load_config(&cfg(port, new.addr, "")))

@@ -687,19 +687,7 @@ async fn client_cancel_and_unreachable_server_are_in_the_termination_state() {
     let addr = fe_addr(&proxy);
     // A server stream the client drops after the first reply.
     let mut client = echo_client(addr).await;
-    let mut stream = client
-        .server_stream(EchoRequest {
-            reply_count: 1000,
-            sleep_ms: 20,
-            ..Default::default()
-        })
-        .await
-        .expect("stream")
-        .into_inner();
-    within(5, stream.message())
-        .await
-        .expect("first")
-        .expect("reply");
+    let stream = stream_started(&mut client, 1000, 20).await;
     drop(stream);
     let line = logs.line().await;
     assert!(line.contains(" CD-- "), "{line}");

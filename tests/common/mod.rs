@@ -101,6 +101,31 @@ pub async fn within<F: std::future::Future>(secs: u64, fut: F) -> F::Output {
         .expect("finished in time")
 }
 
+/// Opens a server stream of `reply_count` replies sent `sleep_ms` apart and
+/// reads its first reply: the call is then established through the proxy.
+pub async fn stream_started(
+    c: &mut EchoClient<Channel>,
+    reply_count: u32,
+    sleep_ms: u32,
+) -> tonic::Streaming<weir_echo::pb::EchoReply> {
+    let mut stream = within(
+        10,
+        c.server_stream(weir_echo::pb::EchoRequest {
+            reply_count,
+            sleep_ms,
+            ..Default::default()
+        }),
+    )
+    .await
+    .expect("stream opens")
+    .into_inner();
+    within(10, stream.message())
+        .await
+        .expect("first reply")
+        .expect("a reply");
+    stream
+}
+
 /// Polls `cond` every 10 ms; panics with `what` after `secs` seconds.
 pub async fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool) -> Duration {
     let start = std::time::Instant::now();
