@@ -428,8 +428,14 @@ where
             // weir patch: the read buffer is released while the connection
             // waits for bytes with none buffered (below) and allocated again
             // here, before the next read, so an idle connection holds none.
+            // `with_capacity`, not `reserve` on the empty buffer: a BytesMut
+            // remembers the capacity it was created with and, once frames
+            // split off it still share its memory, grows by at least that
+            // much. One created empty grows by exactly what the length codec
+            // asks for (the 3-byte frame length, then the rest of the
+            // frame), so every frame then took two reads.
             if self.inner.read_buffer().capacity() == 0 {
-                self.inner.read_buffer_mut().reserve(READ_BUFFER_CAPACITY);
+                *self.inner.read_buffer_mut() = BytesMut::with_capacity(READ_BUFFER_CAPACITY);
             }
             let polled = Pin::new(&mut self.inner).poll_next(cx);
             if polled.is_pending() && self.inner.read_buffer().is_empty() {

@@ -232,8 +232,10 @@ where
         // Ensure that we have enough capacity to accept the write.
         assert!(self.has_capacity());
         if self.buf.get_ref().capacity() == 0 {
-            // weir patch: allocated on demand (released by `release_buffer`).
-            self.buf.get_mut().reserve(DEFAULT_BUFFER_CAPACITY);
+            // weir patch: allocated on demand (released by `release_buffer`),
+            // with the capacity a BytesMut grows by afterwards (see
+            // FramedRead::poll_next).
+            *self.buf.get_mut() = BytesMut::with_capacity(DEFAULT_BUFFER_CAPACITY);
         }
         let span = tracing::trace_span!("FramedWrite::buffer", frame = ?item);
         let _e = span.enter();
