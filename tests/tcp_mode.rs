@@ -58,6 +58,31 @@ async fn half_close_still_gets_the_reply() {
     assert_eq!(reply, b"request then FIN");
 }
 
+/// A read that drains the socket clears its readiness (one `recvfrom` less
+/// per burst); a FIN that arrived with the bytes must still end the
+/// direction. 100 sessions whose bytes and FIN leave together, both ways.
+#[tokio::test]
+async fn bytes_sent_with_the_fin_arrive_and_end_the_session() {
+    let echo = tcp_echo_server().await;
+    let named = name_server("short-name").await;
+    let proxy = start_proxy(&tcp_config(&[("s1", echo)], "")).await;
+    let named_proxy = start_proxy(&tcp_config(&[("s1", named)], "")).await;
+    for i in 0..100 {
+        let mut c = TcpStream::connect(fe_addr(&proxy)).await.unwrap();
+        let msg = format!("call {i}");
+        c.write_all(msg.as_bytes()).await.unwrap();
+        c.shutdown().await.unwrap();
+        let mut reply = Vec::new();
+        within(5, c.read_to_end(&mut reply)).await.unwrap();
+        assert_eq!(reply, msg.as_bytes(), "session {i}");
+
+        let mut c = TcpStream::connect(fe_addr(&named_proxy)).await.unwrap();
+        let mut reply = Vec::new();
+        within(5, c.read_to_end(&mut reply)).await.unwrap();
+        assert_eq!(reply, b"short-name", "session {i}");
+    }
+}
+
 #[tokio::test]
 async fn connections_round_robin_over_three_servers() {
     let servers = [
