@@ -20,12 +20,16 @@
 
 mod common;
 
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use common::hpack_int;
 use http::{HeaderMap, HeaderValue, Request, Response};
-use tokio::io::DuplexStream;
+use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -399,44 +403,37 @@ async fn received_blocks_decode_the_same_and_connection_headers_reset_the_stream
 /// Counts the reads that returned bytes.
 struct CountReads<T> {
     inner: T,
-    reads: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    reads: Arc<AtomicUsize>,
 }
 
-impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for CountReads<T> {
+impl<T: AsyncRead + Unpin> AsyncRead for CountReads<T> {
     fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
-        let r = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
-        if matches!(r, std::task::Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.reads
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.reads.fetch_add(1, Ordering::Relaxed);
         }
         r
     }
 }
 
-impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for CountReads<T> {
+impl<T: AsyncWrite + Unpin> AsyncWrite for CountReads<T> {
     fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
         buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
     }
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
     }
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
@@ -448,7 +445,6 @@ impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for CountReads<T> {
 /// a few 8 KiB reads.
 #[tokio::test]
 async fn many_small_frames_arrive_in_few_reads() {
-    use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     const HEADERS: u8 = 0x1;
     const DATA: u8 = 0x0;
@@ -460,7 +456,7 @@ async fn many_small_frames_arrive_in_few_reads() {
 
     tokio::time::timeout(LIMIT, async {
         let (mut client, b) = tokio::io::duplex(1 << 20);
-        let reads = std::sync::Arc::new(AtomicUsize::new(0));
+        let reads = Arc::new(AtomicUsize::new(0));
         let io = CountReads {
             inner: b,
             reads: reads.clone(),
