@@ -317,11 +317,19 @@ async fn copy_loop(
             }
             Err(e) => return Err((Side::Src, e)),
         };
+        // A read that did not fill the buffer drained the socket (and
+        // cleared its readiness): once written, the direction waits for
+        // the next bytes, so it gives the buffer back first.
+        let drained = n < buf.capacity();
         count.read.fetch_add(n as u64, Ordering::Relaxed);
         activity.touch();
         dst.write_all(&buf).await.map_err(|e| (Side::Dst, e))?;
         activity.touch();
-        buf.clear();
+        if drained {
+            buf = Vec::new();
+        } else {
+            buf.clear();
+        }
         if switch && n >= size {
             return Ok(true);
         }
