@@ -242,8 +242,9 @@ pub async fn handle(
             e.eval(&input).map(|s| s.to_string())
         });
         let mut timing = Timing::new();
-        // Boxed: inline, this future made every call's task ~10x larger.
-        let fwd = Box::pin(forward::forward(
+        // Boxed (by `forward`): inline, this future made every call's task
+        // ~10x larger.
+        let fwd = forward::forward(
             req,
             slot,
             &backend.timeouts,
@@ -251,7 +252,7 @@ pub async fn handle(
             deadline.as_ref().map(|d| d.budget),
             &mut timing,
             sni,
-        ));
+        );
         // The deadline wins over a late response; the dropped call's upstream
         // stream is reset (CANCEL).
         let result = match deadline.as_mut() {
