@@ -60,9 +60,10 @@ pub type Forwarding<'a> =
 /// (recomputed for every attempt of a retried call).
 ///
 /// Each protocol's future is boxed on its own, so a call holds only the
-/// memory of the path it takes: the HTTP/1.1 one is 5.8 KiB, the
-/// HTTP/2 one 1.4 KiB (release build). One `async fn` around both was as large as the
-/// larger, for every call in flight (docs/benchmarks.md, "Cache misses").
+/// memory of the path it takes: the HTTP/1.1 one is 5.8 KiB, the HTTP/2
+/// one 1.4 KiB (release build). One `async fn` around both was as large as
+/// the larger, for every call in flight (docs/benchmarks.md, "Cache
+/// misses").
 pub fn forward<'a>(
     req: Request<ReqBody>,
     slot: Slot,
