@@ -131,11 +131,17 @@ async fn leastconn_sends_calls_away_from_a_busy_server() {
 
 /// `ewma`: when one server gets 10x slower, traffic shifts to the other
 /// within a few seconds.
+///
+/// The servers answer after 20 ms, not less: peak EWMA takes a server's
+/// slowest recent answer as its estimate, so on a loaded 2-core CI machine
+/// a scheduling stall of 10 ms on a 5 ms server tripled its score and
+/// pushed most calls to the other (32/168 in one CI run). Against 20 ms the
+/// same stall is noise, and the split measures the balancer, not the host.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ewma_shifts_traffic_away_from_a_server_that_got_slower() {
-    let a_delay = Arc::new(AtomicU64::new(5));
+    let a_delay = Arc::new(AtomicU64::new(20));
     let a = delayed_server("a", a_delay.clone()).await;
-    let b = delayed_server("b", Arc::new(AtomicU64::new(5))).await;
+    let b = delayed_server("b", Arc::new(AtomicU64::new(20))).await;
     let proxy = start_proxy(&config("ewma decay 1s", &[("a", a), ("b", b)], "")).await;
     let before = spread(fe_addr(&proxy), 4, 200).await;
     let a_before = before.get("a").copied().unwrap_or(0);
@@ -143,7 +149,7 @@ async fn ewma_shifts_traffic_away_from_a_server_that_got_slower() {
         (40..=160).contains(&a_before),
         "equal servers share the calls: {before:?}"
     );
-    a_delay.store(50, Ordering::Relaxed);
+    a_delay.store(200, Ordering::Relaxed);
     // One call at a time from here: both servers always have 0 calls in
     // flight when a call is balanced, so only the latency estimate can
     // tell them apart (least-in-flight alone would split 50/50).
