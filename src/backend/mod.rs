@@ -59,9 +59,13 @@ pub struct Backend {
     pub forwardfor: Option<config::ForwardFor>,
     /// `retries`, `retry-on`, `option redispatch`, `retry-buffer`.
     pub retry: crate::http::retry::Policy,
-    /// Bounds retries to a share of the backend's calls.
-    pub retry_budget: crate::http::retry::RetryBudget,
+    /// Bounds retries to a share of the backend's calls ([`Backend::try_retry`]).
+    retry_budget: crate::http::retry::RetryBudget,
     balancer: Box<dyn Balancer>,
+    /// `balance ewma`: each call's time to response head feeds its server's
+    /// latency estimate. Other algorithms skip it (two clock reads, an
+    /// `exp` and an atomic update on the server per call).
+    pub observes_latency: bool,
     /// Calls waiting for a slot, in (deadline, arrival) order.
     queue: Mutex<WaitQueue>,
     /// `queue.waiting.len()`, readable without the lock (the fast path).
@@ -222,6 +226,7 @@ impl Backend {
             retry,
             retry_budget: Default::default(),
             balancer,
+            observes_latency: matches!(b.balance, config::Balance::Ewma { .. }),
             queue: Mutex::new(WaitQueue::default()),
             queued: AtomicUsize::new(0),
             maxqueue: queue_limit(b),
@@ -240,6 +245,13 @@ impl Backend {
             allbackups: b.options.allbackups,
             splice: b.options.splice,
         }
+    }
+
+    /// Takes one retry from the backend's retry budget, if any is left
+    /// (`retries < max(10, 20% of the calls)` in each one-second window).
+    pub fn try_retry(&self) -> bool {
+        let calls = self.stats.traffic.requests.load(Ordering::Relaxed);
+        self.retry_budget.try_retry(calls)
     }
 
     /// Calls waiting for a server slot right now.

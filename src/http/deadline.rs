@@ -124,16 +124,19 @@ pub struct Deadline {
 }
 
 impl Deadline {
-    /// The deadline of a gRPC call whose headers arrived at `received`:
-    /// `None` without `grpc-timeout`, or when the value is malformed (then
-    /// ignored, logged at debug level).
-    pub fn from_headers(headers: &HeaderMap, received: Instant) -> Option<Deadline> {
+    /// The deadline of a gRPC call whose headers arrived at `received()`
+    /// (read only when the call has a `grpc-timeout`): `None` without one,
+    /// or when the value is malformed (then ignored, logged at debug level).
+    pub fn from_headers(
+        headers: &HeaderMap,
+        received: impl FnOnce() -> Instant,
+    ) -> Option<Deadline> {
         let v = headers.get(GRPC_TIMEOUT)?;
         let Some(total) = parse(v.as_bytes()) else {
             tracing::debug!(value = ?v, "ignoring malformed grpc-timeout");
             return None;
         };
-        let at = received.checked_add(total)?;
+        let at = received().checked_add(total)?;
         Some(Deadline {
             budget: Budget { total, at },
             sleep: Box::pin(tokio::time::sleep_until(at)),
@@ -268,7 +271,7 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(GRPC_TIMEOUT, HeaderValue::from_static("300m"));
         let start = Instant::now();
-        let mut d = Deadline::from_headers(&h, start).expect("valid");
+        let mut d = Deadline::from_headers(&h, || start).expect("valid");
         assert_eq!(d.budget.total, Duration::from_millis(300));
         assert_eq!(d.run(async { 7 }).await.unwrap(), 7);
         let e = d
@@ -287,7 +290,7 @@ mod tests {
     async fn upstream_header_is_the_remaining_time() {
         let mut h = HeaderMap::new();
         h.insert(GRPC_TIMEOUT, HeaderValue::from_static("3S"));
-        let d = Deadline::from_headers(&h, Instant::now()).expect("valid");
+        let d = Deadline::from_headers(&h, Instant::now).expect("valid");
         tokio::time::advance(Duration::from_millis(2)).await;
         assert_eq!(d.budget.upstream_header().unwrap(), "2998m");
     }
@@ -296,8 +299,8 @@ mod tests {
     fn malformed_or_missing_header_is_no_deadline() {
         let now = Instant::now();
         let mut h = HeaderMap::new();
-        assert!(Deadline::from_headers(&h, now).is_none());
+        assert!(Deadline::from_headers(&h, || now).is_none());
         h.insert(GRPC_TIMEOUT, HeaderValue::from_static("abc"));
-        assert!(Deadline::from_headers(&h, now).is_none());
+        assert!(Deadline::from_headers(&h, || now).is_none());
     }
 }

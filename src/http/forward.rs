@@ -21,12 +21,17 @@ use http::{Request, Response, Uri, Version};
 use http_body::{Body, Frame};
 use http_body_util::BodyExt;
 
-/// When the steps of one forward happened (for the access log).
+/// When the steps of one forward happened (for the access log and
+/// `balance ewma`), and how far it got (for retries and termination states).
 #[derive(Clone, Copy, Debug)]
 pub struct Timing {
-    pub started: Instant,
+    /// When the attempt started; `None` when nothing reads the times (no
+    /// access log, not `balance ewma`), which saves the clock reads.
+    pub started: Option<Instant>,
     /// A stream (HTTP/2) or connection (HTTP/1.1) to the server was ready.
-    pub connected: Option<Instant>,
+    pub connected: bool,
+    /// When it was (only with `started`).
+    pub connected_at: Option<Instant>,
     /// The request head was handed to the server's connection.
     pub sent: bool,
     /// The server refused the stream unprocessed (REFUSED_STREAM, or a
@@ -35,19 +40,23 @@ pub struct Timing {
 }
 
 impl Timing {
-    pub fn new() -> Self {
+    /// `clocked`: record when the steps happened.
+    pub fn new(clocked: bool) -> Self {
         Timing {
-            started: Instant::now(),
-            connected: None,
+            started: clocked.then(Instant::now),
+            connected: false,
+            connected_at: None,
             sent: false,
             refused: false,
         }
     }
-}
 
-impl Default for Timing {
-    fn default() -> Self {
-        Self::new()
+    /// A stream or connection to the server is ready.
+    fn connected(&mut self) {
+        self.connected = true;
+        if self.started.is_some() {
+            self.connected_at = Some(Instant::now());
+        }
     }
 }
 
@@ -128,7 +137,7 @@ async fn forward_h2(
             }
         }
     };
-    timing.connected = Some(Instant::now());
+    timing.connected();
 
     let client_version = req.version();
     let client_wants_trailers = req
@@ -174,9 +183,14 @@ async fn forward_h2(
             )
         })?;
     timing.sent = true;
-    let mut resp_fut = Unanswered::new(resp_fut);
+    // One clock read for both: when the request went, and the start of the
+    // `timeout server` period.
+    let sent = tokio::time::Instant::now();
+    let mut resp_fut = Unanswered::new(resp_fut, sent);
 
-    let mut idle = timeouts.server.map(|t| IdleTimer::new(Activity::new(), t));
+    let mut idle = timeouts
+        .server
+        .map(|t| IdleTimer::new(Activity::since(sent), t));
     let mut cancel_pump = None;
     if body_done {
         // One frame of at most the client's window; h2 holds it until the
@@ -263,10 +277,10 @@ struct Unanswered {
 }
 
 impl Unanswered {
-    fn new(fut: h2::client::ResponseFuture) -> Self {
+    fn new(fut: h2::client::ResponseFuture, sent: tokio::time::Instant) -> Self {
         Unanswered {
             fut: Some(fut),
-            sent: tokio::time::Instant::now(),
+            sent,
         }
     }
 }
@@ -315,7 +329,7 @@ async fn forward_h1(
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let server = slot.server.clone();
     let mut sender = server.h1.acquire(server.addr, timeouts.connect).await?;
-    timing.connected = Some(Instant::now());
+    timing.connected();
     let (mut parts, body) = req.into_parts();
     // An HTTP/1.1 connection takes the client's body itself: a call whose
     // body was already read cannot go to one (retries check this first).
@@ -595,7 +609,7 @@ mod tests {
             .body(())
             .expect("request");
         let (fut, _tx) = send.send_request(req, true).expect("send");
-        Unanswered::new(fut)
+        Unanswered::new(fut, tokio::time::Instant::now())
     }
 
     #[tokio::test(start_paused = true)]

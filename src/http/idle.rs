@@ -21,8 +21,14 @@ pub struct Activity {
 
 impl Activity {
     pub fn new() -> Arc<Self> {
+        Self::since(Instant::now())
+    }
+
+    /// Activity whose first moment was `start` (a time the caller has read
+    /// already).
+    pub fn since(start: Instant) -> Arc<Self> {
         Arc::new(Activity {
-            start: Instant::now(),
+            start,
             last_ms: AtomicU64::new(0),
         })
     }

@@ -14,7 +14,7 @@
 //! response body; when it runs out weir answers DEADLINE_EXCEEDED itself.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -45,7 +45,7 @@ pub async fn handle(
     let is_grpc = tally.is_grpc();
     // The budget starts now, as the client sent it (before any rule).
     let mut deadline = if is_grpc {
-        Deadline::from_headers(req.headers(), tokio::time::Instant::now())
+        Deadline::from_headers(req.headers(), tokio::time::Instant::now)
     } else {
         None
     };
@@ -118,7 +118,8 @@ pub async fn handle(
     let pick = &backend.pick_ctx(conn.peer.ip(), Some(&parts));
     let head = has_response_rules.then(|| ReqHead::of(&parts));
 
-    let queued_at = Instant::now();
+    // Time waited for a server (`Tw`): only the access log reports it.
+    let queued_at = log.is_some().then(Instant::now);
     // `Backend::take` is cancel-safe: a deadline in the queue just leaves it.
     // The queue serves calls in deadline order (earliest first).
     let taken = match deadline.as_mut() {
@@ -143,7 +144,6 @@ pub async fn handle(
     let mut retries = 0u32;
     let mut redispatched = false;
     if connect_only {
-        backend.retry_budget.call();
         loop {
             let server = slot.server.clone();
             let sni = server.sni_expr.as_ref().and_then(|e| {
@@ -172,7 +172,7 @@ pub async fn handle(
             tally.conn_error(&server);
             let retry = retries < policy.retries
                 && matches!(e.kind, ErrorKind::ConnectFailed | ErrorKind::ConnectTimeout)
-                && backend.retry_budget.try_retry();
+                && backend.try_retry();
             let next = if retry {
                 match retry_slot(&backend, pick, &server, deadline.as_mut()).await {
                     Ok(next) => next.ok(),
@@ -190,7 +190,7 @@ pub async fn handle(
                 }
                 None => {
                     if let Some(l) = log.as_mut() {
-                        l.server(&server, queued_at.elapsed());
+                        l.server(&server, queued_at.map_or(Duration::ZERO, |t| t.elapsed()));
                         l.retries(retries);
                     }
                     e.message = format!("{}/{}: {}", backend.name, server.name, e.message);
@@ -201,7 +201,6 @@ pub async fn handle(
         }
     }
     let (replay, mut body) = if policy.retries > 0 && !connect_only {
-        backend.retry_budget.call();
         let r = Replay::new(body, policy.record_limit());
         let b = r.attempt();
         (Some(r), b)
@@ -217,7 +216,7 @@ pub async fn handle(
         )
     });
     let mut parts = Some(parts);
-    let mut queued = queued_at.elapsed();
+    let mut queued = queued_at.map_or(Duration::ZERO, |t| t.elapsed());
     let (server, timing, result) = loop {
         let server = slot.server.clone();
         if let Some(l) = log.as_mut() {
@@ -241,7 +240,7 @@ pub async fn handle(
             let input = env.input(req.method(), req.uri(), req.version(), req.headers(), None);
             e.eval(&input).map(|s| s.to_string())
         });
-        let mut timing = Timing::new();
+        let mut timing = Timing::new(log.is_some() || backend.observes_latency);
         // Boxed (by `forward`): inline, this future made every call's task
         // ~10x larger.
         let fwd = forward::forward(
@@ -274,7 +273,9 @@ pub async fn handle(
             }
             Ok(resp) => {
                 // `balance ewma`: the server's latency, request to head.
-                server.ewma.observe(timing.started.elapsed());
+                if let (true, Some(t)) = (backend.observes_latency, timing.started) {
+                    server.ewma.observe(t.elapsed());
+                }
                 observe_response(&backend, &server, resp, is_grpc);
                 retry::event_of_response(resp, is_grpc)
             }
@@ -285,7 +286,7 @@ pub async fn handle(
         let wanted = retries < policy.retries
             && event.is_some_and(|ev| policy.on.contains(ev))
             && replay.can_replay()
-            && backend.retry_budget.try_retry();
+            && backend.try_retry();
         if !wanted {
             break (server, timing, result);
         }
@@ -329,19 +330,15 @@ pub async fn handle(
     tally.retries(retries, redispatched);
     if let Some(l) = log.as_mut() {
         l.retries(retries);
-        if let Some(c) = timing.connected {
-            l.connect_time(c - timing.started);
+        if let (Some(s), Some(c)) = (timing.started, timing.connected_at) {
+            l.connect_time(c - s);
             l.response_time(c.elapsed());
         }
     }
     let mut resp = match result {
         Ok(r) => r,
         Err(e) if e.kind == ErrorKind::DeadlineExceeded => {
-            let stage = if timing.connected.is_some() {
-                "sH"
-            } else {
-                "sC"
-            };
+            let stage = if timing.connected { "sH" } else { "sC" };
             return expired(&e, stage, log, tally);
         }
         Err(mut e) => {

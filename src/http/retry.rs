@@ -121,57 +121,52 @@ pub const BUDGET_WINDOW: std::time::Duration = std::time::Duration::from_secs(1)
 /// The retry budget of one backend: in each one-second window, a retry is
 /// allowed while `retries < max(10, 20% of calls)` of that window, so that
 /// retries add at most a fifth to the load of a failing backend.
+///
+/// The calls are the backend's own request counter (its `stats`), read
+/// only when a retry is asked for: a call that is not retried costs the
+/// budget nothing (no lock, no clock). A window starts at the first retry
+/// asked for after the previous one ended.
 pub struct RetryBudget {
-    window: Mutex<Window>,
+    window: Mutex<Option<Window>>,
 }
 
 struct Window {
     start: Instant,
-    calls: u64,
+    /// The backend's call counter when the window started.
+    calls_at_start: u64,
     retries: u64,
 }
 
 impl Default for RetryBudget {
     fn default() -> Self {
         RetryBudget {
-            window: Mutex::new(Window {
-                start: Instant::now(),
-                calls: 0,
-                retries: 0,
-            }),
+            window: Mutex::new(None),
         }
     }
 }
 
 impl RetryBudget {
-    fn with<T>(&self, f: impl FnOnce(&mut Window) -> T) -> T {
-        let mut w = self.window.lock().unwrap_or_else(|e| e.into_inner());
-        if w.start.elapsed() >= BUDGET_WINDOW {
-            *w = Window {
-                start: Instant::now(),
-                calls: 0,
+    /// Takes one retry from the budget, if any is left; `calls` is the
+    /// backend's call counter now (it only grows).
+    pub fn try_retry(&self, calls: u64) -> bool {
+        let mut guard = self.window.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let w = match guard.as_mut() {
+            Some(w) if now.saturating_duration_since(w.start) < BUDGET_WINDOW => w,
+            _ => guard.insert(Window {
+                start: now,
+                calls_at_start: calls,
                 retries: 0,
-            };
+            }),
+        };
+        let in_window = calls.saturating_sub(w.calls_at_start);
+        let allowed = BUDGET_MIN_RETRIES.max(in_window * BUDGET_RATIO_PERCENT / 100);
+        if w.retries < allowed {
+            w.retries += 1;
+            true
+        } else {
+            false
         }
-        f(&mut w)
-    }
-
-    /// Counts a new call (its first attempt).
-    pub fn call(&self) {
-        self.with(|w| w.calls += 1);
-    }
-
-    /// Takes one retry from the budget, if any is left.
-    pub fn try_retry(&self) -> bool {
-        self.with(|w| {
-            let allowed = BUDGET_MIN_RETRIES.max(w.calls * BUDGET_RATIO_PERCENT / 100);
-            if w.retries < allowed {
-                w.retries += 1;
-                true
-            } else {
-                false
-            }
-        })
     }
 }
 
@@ -412,14 +407,24 @@ mod tests {
 
     #[test]
     fn budget_allows_a_floor_then_a_fifth_of_calls() {
+        // The backend had answered a million calls before this window:
+        // they do not count in it.
         let b = RetryBudget::default();
-        let allowed = (0..100).filter(|_| b.try_retry()).count();
+        let allowed = (0..100).filter(|_| b.try_retry(1_000_000)).count();
         assert_eq!(allowed as u64, BUDGET_MIN_RETRIES);
-        for _ in 0..100 {
-            b.call();
-        }
-        let more = (0..100).filter(|_| b.try_retry()).count();
+        // 100 calls in the window: a fifth of them may be retried.
+        let more = (0..100).filter(|_| b.try_retry(1_000_100)).count();
         assert_eq!(more as u64, 20 - BUDGET_MIN_RETRIES);
+    }
+
+    #[test]
+    fn budget_starts_over_after_a_window() {
+        let b = RetryBudget::default();
+        assert_eq!((0..100).filter(|_| b.try_retry(0)).count(), 10);
+        if let Some(w) = b.window.lock().expect("lock").as_mut() {
+            w.start -= BUDGET_WINDOW;
+        }
+        assert_eq!((0..100).filter(|_| b.try_retry(0)).count(), 10);
     }
 
     #[test]
