@@ -190,7 +190,7 @@ pub async fn handle(
                 }
                 None => {
                     if let Some(l) = log.as_mut() {
-                        l.server(&server, queued_at.map_or(Duration::ZERO, |t| t.elapsed()));
+                        l.server(&server, waited(queued_at));
                         l.retries(retries);
                     }
                     e.message = format!("{}/{}: {}", backend.name, server.name, e.message);
@@ -216,7 +216,7 @@ pub async fn handle(
         )
     });
     let mut parts = Some(parts);
-    let mut queued = queued_at.map_or(Duration::ZERO, |t| t.elapsed());
+    let mut queued = waited(queued_at);
     let (server, timing, result) = loop {
         let server = slot.server.clone();
         if let Some(l) = log.as_mut() {
@@ -298,7 +298,7 @@ pub async fn handle(
             }
             other => other,
         };
-        let retry_at = Instant::now();
+        let retry_at = log.is_some().then(Instant::now);
         let next = match retry_slot(&backend, pick, &server, deadline.as_mut()).await {
             Ok(next) => next,
             Err(e) => return expired(&e, "sQ", log, tally),
@@ -319,7 +319,7 @@ pub async fn handle(
                 );
                 slot = s;
                 body = replay.attempt();
-                queued = retry_at.elapsed();
+                queued = waited(retry_at);
             }
             _ => break (server, timing, result),
         }
@@ -459,6 +459,11 @@ fn failed(
         log,
         tally,
     )
+}
+
+/// Time since `at`, taken only for the access log's `Tw` (zero without it).
+fn waited(at: Option<Instant>) -> Duration {
+    at.map_or(Duration::ZERO, |t| t.elapsed())
 }
 
 /// DEADLINE_EXCEEDED answered by weir, logged with the stage it ran out in.
