@@ -138,6 +138,15 @@ SCENARIOS = {
         what="As (b) 1 MiB, but through `mode tcp` / nginx `stream {}`; `weir-splice` and "
              "`haproxy-splice` read bench/configs/proxy-tcp-splice.cfg (`option splice-auto`).",
     ),
+    "scale": dict(
+        title="(scale) small unary calls over 64 connections, for bench/scale.sh",
+        kind="unary", mode="http", path=UNARY, payload=64,
+        c=64, m=8, targets=["direct", "weir", "haproxy"],
+        what="As (a) with 512 calls in flight over 64 client connections (h2load -c 64 -m 8), so "
+             "that every proxy thread gets connections (weir: one SO_REUSEPORT listener per "
+             "thread). bench/scale.sh runs it at nbthread 1, 2, 4, 8: the proxy on CPUs 0..N-1, "
+             "h2load and the backends on the others.",
+    ),
     "e": dict(
         title="(e) small unary calls, TLS on the frontend",
         kind="unary", mode="tls", path=UNARY, payload=64,
