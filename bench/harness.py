@@ -10,7 +10,8 @@ first; docs/benchmarks.md explains the method and how to read the output.
 WEIR_B_BIN=/path/to/weir adds a target "weir-b": that binary with weir's
 config, next to "weir" in every scenario that has weir (before/after runs),
 and "weir-b-splice" next to "weir-splice". WEIR_B_GLOBAL="line; line" adds
-`global` lines to weir-b's config (A/B of a tuning keyword).
+`global` lines to weir-b's config (A/B of a tuning keyword), WEIR_B_DEFAULTS
+the same to its `defaults` section.
 
 Every process this script starts is kept by PID and only those are stopped
 (SIGTERM, then SIGKILL after 5 s). All traffic stays on 127.0.0.1. Every loop
@@ -459,6 +460,9 @@ class Bench:
         # WEIR_B_GLOBAL="line; line": extra `global` lines for weir-b's
         # config (A/B runs of a tuning keyword with WEIR_B_BIN = the same binary).
         self.weir_b_global = [l.strip() for l in os.environ.get("WEIR_B_GLOBAL", "").split(";") if l.strip()]
+        # WEIR_B_DEFAULTS="line; line": the same for the `defaults` section
+        # (e.g. "retry-on conn-failure").
+        self.weir_b_defaults = [l.strip() for l in os.environ.get("WEIR_B_DEFAULTS", "").split(";") if l.strip()]
         # Log datagrams (scenarios policy and observe) go to this socket; it
         # is only read around preflight calls (drain_logs), the kernel drops
         # what does not fit its receive buffer.
@@ -519,13 +523,15 @@ class Bench:
             f"(CPUs {self.backend_cpus or 'any'})")
 
     # -------------------------------------------------------------- proxies
-    def render(self, template, dest, port, subdir, stats_port=None, extra_global=()):
+    def render(self, template, dest, port, subdir, stats_port=None, extra_global=(), extra_defaults=()):
         with open(os.path.join(CONFIGS, template)) as f:
             text = f.read()
-        if extra_global:
-            if "\nglobal\n" not in text:
-                raise SystemExit(f"{template} has no global section for WEIR_B_GLOBAL")
-            text = text.replace("\nglobal\n", "\nglobal\n" + "".join(f"    {l}\n" for l in extra_global), 1)
+        for section, lines, env in (("global", extra_global, "WEIR_B_GLOBAL"),
+                                    ("defaults", extra_defaults, "WEIR_B_DEFAULTS")):
+            if lines:
+                if f"\n{section}\n" not in text:
+                    raise SystemExit(f"{template} has no {section} section for {env}")
+                text = text.replace(f"\n{section}\n", f"\n{section}\n" + "".join(f"    {l}\n" for l in lines), 1)
         values = {
             "THREADS": str(self.threads), "MAXCONN": str(self.maxconn), "NOFILE": str(self.nofile),
             # nginx closes idle keep-alive connections when free connection
@@ -566,7 +572,8 @@ class Bench:
         if base in ("weir", "weir-b"):
             tmpl = config or {"http": "proxy-http.cfg", "tcp": "proxy-tcp.cfg", "tls": "proxy-tls.cfg"}[mode]
             cfg = self.render(tmpl, os.path.join(sub, "weir.cfg"), port, sub, stats_port,
-                              (list(self.weir_b_global) if base == "weir-b" else []) + extra)
+                              (list(self.weir_b_global) if base == "weir-b" else []) + extra,
+                              self.weir_b_defaults if base == "weir-b" else ())
             argv = [os.path.join(self.args.bin_dir, base), "-f", cfg]
         elif base == "haproxy":
             tmpl = config or {"http": "proxy-http.cfg", "tcp": "proxy-tcp.cfg", "tls": "proxy-tls.cfg"}[mode]
@@ -1041,6 +1048,7 @@ class Bench:
             weir_commit=commit + ("-dirty" if dirty else ""), bin_dir=self.source_bin_dir,
             weir_sha256_12=self.bin_sums["weir"], weir_b_bin=self.weir_b,
             weir_b_sha256_12=self.bin_sums.get("weir-b"), weir_b_global=self.weir_b_global,
+            weir_b_defaults=self.weir_b_defaults,
             proxy_cpus=self.proxy_cpus or "any", load_cpus=self.load_cpus or "any",
             backend_cpus=self.backend_cpus or "any", proxy_threads=self.threads,
             h2load_threads=self.h2load_threads, duration_s=self.args.duration, reps=self.args.reps,
@@ -1200,6 +1208,7 @@ def render_markdown(meta, records, scenario_ids, unavailable, elapsed):
     L.append(f"- versions: weir {meta['weir_commit']} ({meta['bin_dir']}, sha256 {meta['weir_sha256_12']}…), "
              + (f"weir-b {meta['weir_b_bin']} (sha256 {meta['weir_b_sha256_12']}…"
                 + (f"; extra global lines: {'; '.join(meta['weir_b_global'])}" if meta.get("weir_b_global") else "")
+                + (f"; extra defaults lines: {'; '.join(meta['weir_b_defaults'])}" if meta.get("weir_b_defaults") else "")
                 + "), " if meta.get("weir_b_bin") else "")
              + f"{meta['haproxy']}, "
              f"{meta['nginx']}, {meta['h2load']}")
