@@ -337,6 +337,18 @@ def reset_hwm(pids):
     return ok
 
 
+def parse_cpus(spec):
+    """A taskset CPU list ("0", "0,2", "4-7") as a set of CPU numbers."""
+    cpus = set()
+    for part in str(spec).split(","):
+        if "-" in part:
+            a, b = part.split("-", 1)
+            cpus.update(range(int(a), int(b) + 1))
+        elif part:
+            cpus.add(int(part))
+    return cpus
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -482,13 +494,7 @@ class Bench:
         have = sorted(os.sched_getaffinity(0))
 
         def ok(spec):
-            cpus = set()
-            for part in spec.split(","):
-                if "-" in part:
-                    a, b = part.split("-")
-                    cpus.update(range(int(a), int(b) + 1))
-                elif part:
-                    cpus.add(int(part))
+            cpus = parse_cpus(spec)
             return cpus and cpus <= set(have)
 
         for name in ("proxy_cpus", "load_cpus", "backend_cpus"):

@@ -7,8 +7,13 @@ own run with the fewest threads.
 """
 import argparse
 import json
+import os
 import statistics
 import sys
+
+sys.dont_write_bytecode = True  # no bench/__pycache__ in the working tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import med, paired_ratios, parse_cpus  # noqa: E402
 
 
 def load(path):
@@ -29,37 +34,8 @@ def load(path):
     return meta, runs
 
 
-def cpu_list(spec):
-    out = []
-    for part in str(spec).split(","):
-        if "-" in part:
-            a, b = part.split("-", 1)
-            out.extend(range(int(a), int(b) + 1))
-        elif part:
-            out.append(int(part))
-    return out
-
-
-def med(values):
-    values = [v for v in values if v is not None]
-    return statistics.median(values) if values else None
-
-
 def fmt(v, spec, unit=""):
     return "–" if v is None else format(v, spec) + unit
-
-
-def pair_ratios(runs, a, b, key):
-    """weir ÷ haproxy for each repetition both ran in."""
-    by_rep = {}
-    for r in runs:
-        by_rep.setdefault(r["rep"], {})[r["target"]] = r
-    out = []
-    for rep in sorted(by_rep):
-        x, y = by_rep[rep].get(a), by_rep[rep].get(b)
-        if x and y and x.get(key) and y.get(key):
-            out.append(x[key] / y[key])
-    return out
 
 
 def main():
@@ -72,7 +48,7 @@ def main():
     for path in args.reports:
         meta, runs = load(path)
         n = int(meta["proxy_threads"])
-        load_cpus = cpu_list(meta["load_cpus"])
+        load_cpus = sorted(parse_cpus(meta["load_cpus"]))
         layout = "shared" if meta["proxy_cpus"] == meta["load_cpus"] else "split"
         row = dict(threads=n, layout=layout, proxy_cpus=meta["proxy_cpus"],
                    load_cpus=meta["load_cpus"], h2load_threads=meta["h2load_threads"],
@@ -83,14 +59,13 @@ def main():
                     for r in rs] if load_cpus else []
             row["t"][target] = dict(
                 n=len(rs),
-                rps=med(r["rps"] for r in rs),
-                cpu=med(r.get("cpu_us_per_call") for r in rs),
-                p99=med(r.get("p99_us") for r in rs),
-                rss=med(r.get("peak_rss_kib") for r in rs),
+                rps=med([r["rps"] for r in rs]),
+                cpu=med([r.get("cpu_us_per_call") for r in rs]),
+                p99=med([r.get("p99_us") for r in rs]),
                 load_busy=med(busy),
             )
-        row["cpu_pairs"] = pair_ratios(runs, "weir", "haproxy", "cpu_us_per_call")
-        row["rps_pairs"] = pair_ratios(runs, "weir", "haproxy", "rps")
+        row["cpu_pairs"] = paired_ratios(runs, "weir", "haproxy", "cpu_us_per_call")
+        row["rps_pairs"] = paired_ratios(runs, "weir", "haproxy", "rps")
         rows.append(row)
     rows.sort(key=lambda r: r["threads"])
     if not rows:
@@ -120,7 +95,8 @@ def main():
             return f"{statistics.median(ps):.2f} ({min(ps):.2f}–{max(ps):.2f})"
 
         L.append("| " + " | ".join([
-            str(r["threads"]), r["layout"],
+            str(r["threads"]),
+            f"{r['layout']} (proxy {r['proxy_cpus']}; load {r['load_cpus']}, h2load -t {r['h2load_threads']})",
             fmt(d["rps"], ",.0f"), fmt(w["rps"], ",.0f"), fmt(h["rps"], ",.0f"),
             pairs(r["rps_pairs"]),
             fmt(w["cpu"], ".1f", " µs"), fmt(h["cpu"], ".1f", " µs"), pairs(r["cpu_pairs"]),
