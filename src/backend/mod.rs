@@ -364,6 +364,17 @@ impl Backend {
     }
 
     /// [`Backend::take_until`] for a call or connection without a deadline.
+    /// The queue's fast path on its own: a slot at once while nobody waits
+    /// and a server is free (no lock, no allocation), else `None` (then
+    /// [`Backend::take_until`] queues or fails).
+    pub fn take_now(self: &Arc<Self>, ctx: &PickCtx) -> Option<Slot> {
+        if self.queued.load(Ordering::Acquire) == 0 {
+            self.try_pick(ctx)
+        } else {
+            None
+        }
+    }
+
     pub async fn take(self: &Arc<Self>, ctx: &PickCtx) -> Result<Slot, ProxyError> {
         self.take_until(ctx, None).await
     }
@@ -380,11 +391,8 @@ impl Backend {
         ctx: &PickCtx,
         deadline: Option<Instant>,
     ) -> Result<Slot, ProxyError> {
-        // Fast path: no lock, no allocation, while nobody waits.
-        if self.queued.load(Ordering::Acquire) == 0 {
-            if let Some(slot) = self.try_pick(ctx) {
-                return Ok(slot);
-            }
+        if let Some(slot) = self.take_now(ctx) {
+            return Ok(slot);
         }
         if !self.servers.iter().any(|s| s.is_eligible()) {
             return Err(self.no_server());

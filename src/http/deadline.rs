@@ -148,6 +148,14 @@ impl Deadline {
         self.sleep.as_mut().poll(cx)
     }
 
+    /// Whether the deadline has passed, decided as the first poll of
+    /// [`Deadline::run`] would decide it (the timer is polled with a waker
+    /// that does nothing; the next real poll registers the task's own).
+    pub fn expired_now(&mut self) -> bool {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        self.poll_expired(&mut cx).is_ready()
+    }
+
     /// Waits for `fut` unless the deadline passes first (checked first, so
     /// a result that arrives after the deadline loses). `fut` is dropped
     /// when the deadline wins.
@@ -284,6 +292,32 @@ mod tests {
         // Expired: even a ready future loses, and no header goes upstream.
         assert!(d.run(async { 7 }).await.is_err());
         assert!(d.budget.upstream_header().is_err());
+    }
+
+    /// `expired_now` (the queue's fast path checks it) decides as `run`
+    /// does, and polling it leaves `run` working.
+    #[tokio::test(start_paused = true)]
+    async fn expired_now_agrees_with_run() {
+        let mut h = HeaderMap::new();
+        h.insert(GRPC_TIMEOUT, HeaderValue::from_static("300m"));
+        let mut d = Deadline::from_headers(&h, Instant::now).expect("valid");
+        assert!(!d.expired_now());
+        tokio::time::advance(Duration::from_millis(299)).await;
+        assert!(!d.expired_now());
+        // The timer polled with a no-op waker still wakes `run`'s task.
+        let e = d
+            .run(std::future::pending::<()>())
+            .await
+            .expect_err("the deadline passes");
+        assert_eq!(e.kind, ErrorKind::DeadlineExceeded);
+        assert!(d.expired_now());
+
+        // A budget already spent when the call arrives.
+        h.insert(GRPC_TIMEOUT, HeaderValue::from_static("1m"));
+        let arrived = Instant::now();
+        tokio::time::advance(Duration::from_millis(5)).await;
+        let mut late = Deadline::from_headers(&h, || arrived).expect("valid");
+        assert!(late.expired_now());
     }
 
     #[tokio::test(start_paused = true)]

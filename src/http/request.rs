@@ -122,12 +122,29 @@ pub async fn handle(
     let queued_at = log.is_some().then(Instant::now);
     // `Backend::take` is cancel-safe: a deadline in the queue just leaves it.
     // The queue serves calls in deadline order (earliest first).
-    let taken = match deadline.as_mut() {
-        Some(d) => match d.run(backend.take_until(pick, Some(d.budget.at))).await {
-            Ok(r) => r,
-            Err(e) => return expired(&e, "sQ", log, tally),
-        },
-        None => backend.take_until(pick, None).await,
+    // The common case, a free server and nobody queued, needs no queue
+    // future at all; a deadline is still checked first, as in the queue.
+    if let Some(d) = deadline.as_mut() {
+        if d.expired_now() {
+            return expired(&d.budget.error(), "sQ", log, tally);
+        }
+    }
+    let now = backend.take_now(pick);
+    let taken = match now {
+        Some(slot) => Ok(slot),
+        None => {
+            // Boxed: the queue's future would otherwise take room in every
+            // call's (per-stream) future, for a wait few calls make.
+            let at = deadline.as_ref().map(|d| d.budget.at);
+            let wait = Box::pin(backend.take_until(pick, at));
+            match deadline.as_mut() {
+                Some(d) => match d.run(wait).await {
+                    Ok(r) => r,
+                    Err(e) => return expired(&e, "sQ", log, tally),
+                },
+                None => wait.await,
+            }
+        }
     };
     let mut slot = match taken {
         Ok(slot) => slot,
@@ -223,35 +240,40 @@ pub async fn handle(
             l.server(&server, queued);
             l.backend_conns(&backend);
         }
-        let req = match (parts.take(), &saved) {
-            (Some(p), _) => Request::from_parts(p, body),
-            (None, Some((method, uri, version, headers))) => {
-                let mut r = Request::new(body);
-                *r.method_mut() = method.clone();
-                *r.uri_mut() = uri.clone();
-                *r.version_mut() = *version;
-                *r.headers_mut() = headers.clone();
-                r
-            }
-            (None, None) => unreachable!("a retry keeps the request head"),
-        };
-        // `sni <expression>` on the server: computed from this request.
-        let sni = server.sni_expr.as_ref().and_then(|e| {
-            let input = env.input(req.method(), req.uri(), req.version(), req.headers(), None);
-            e.eval(&input).map(|s| s.to_string())
-        });
         let mut timing = Timing::new(log.is_some() || backend.observes_latency);
-        // Boxed (by `forward`): inline, this future made every call's task
-        // ~10x larger.
-        let fwd = forward::forward(
-            req,
-            slot,
-            &backend.timeouts,
-            is_grpc,
-            deadline.as_ref().map(|d| d.budget),
-            &mut timing,
-            sni,
-        );
+        // The request is built and handed over in a block of its own, so
+        // that it takes no room in this (per-stream) future while the
+        // forward is awaited.
+        let fwd = {
+            let req = match (parts.take(), &saved) {
+                (Some(p), _) => Request::from_parts(p, body),
+                (None, Some((method, uri, version, headers))) => {
+                    let mut r = Request::new(body);
+                    *r.method_mut() = method.clone();
+                    *r.uri_mut() = uri.clone();
+                    *r.version_mut() = *version;
+                    *r.headers_mut() = headers.clone();
+                    r
+                }
+                (None, None) => unreachable!("a retry keeps the request head"),
+            };
+            // `sni <expression>` on the server: computed from this request.
+            let sni = server.sni_expr.as_ref().and_then(|e| {
+                let input = env.input(req.method(), req.uri(), req.version(), req.headers(), None);
+                e.eval(&input).map(|s| s.to_string())
+            });
+            // Boxed (by `forward`): inline, this future made every call's
+            // task ~10x larger.
+            forward::forward(
+                req,
+                slot,
+                &backend.timeouts,
+                is_grpc,
+                deadline.as_ref().map(|d| d.budget),
+                &mut timing,
+                sni,
+            )
+        };
         // The deadline wins over a late response; the dropped call's upstream
         // stream is reset (CANCEL).
         let result = match deadline.as_mut() {
