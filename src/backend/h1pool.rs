@@ -1,6 +1,8 @@
 //! Idle HTTP/1.1 connections to one server (servers without `proto h2`).
 //! A connection carries one call at a time and goes back to the idle list
-//! when the response has been read to its end.
+//! when the response has been read to its end. A worker reuses the idle
+//! connections it opened first (their I/O runs on its own runtime), and
+//! another worker's only when it has none.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -10,14 +12,32 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use crate::backend::pool::UpstreamTls;
+use crate::backend::pool::{worker_key, UpstreamTls};
 use crate::error::{ErrorKind, ProxyError};
 
 /// Idle connections kept per server.
 const MAX_IDLE: usize = 64;
 
-/// HTTP/1.1 servers take the client's (counted) body as it is.
-pub type H1Sender = SendRequest<crate::http::tally::CountedBody>;
+/// One HTTP/1.1 connection: its request handle (HTTP/1.1 servers take the
+/// client's counted body as it is) and the worker that opened it, whose
+/// runtime drives its I/O.
+pub struct H1Sender {
+    send: SendRequest<crate::http::tally::CountedBody>,
+    owner: usize,
+}
+
+impl std::ops::Deref for H1Sender {
+    type Target = SendRequest<crate::http::tally::CountedBody>;
+    fn deref(&self) -> &Self::Target {
+        &self.send
+    }
+}
+
+impl std::ops::DerefMut for H1Sender {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.send
+    }
+}
 
 #[derive(Default)]
 pub struct H1Pool {
@@ -40,11 +60,16 @@ impl H1Pool {
         timeout: Option<Duration>,
     ) -> Result<H1Sender, ProxyError> {
         {
+            let me = worker_key();
             let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-            while let Some(s) = idle.pop() {
-                if s.is_ready() {
-                    return Ok(s);
-                }
+            idle.retain(|s| s.is_ready());
+            // The newest of this thread's own, else the newest of any.
+            let pick = idle
+                .iter()
+                .rposition(|s| s.owner == me)
+                .or(idle.len().checked_sub(1));
+            if let Some(i) = pick {
+                return Ok(idle.swap_remove(i));
             }
         }
         let attempt = async {
@@ -113,5 +138,8 @@ where
             tracing::debug!(%addr, error = %e, "upstream HTTP/1.1 connection ended");
         }
     });
-    Ok(send)
+    Ok(H1Sender {
+        send,
+        owner: worker_key(),
+    })
 }

@@ -6,7 +6,14 @@
 //! that all find the pool full share one connect attempt, so a burst does not
 //! open a connection per call and a dead server costs one connect, not one
 //! per waiting call.
+//!
+//! Each worker thread uses the connections it opened itself: their frames
+//! are read and written by its own runtime, so a call never waits for
+//! another thread to move its bytes, and threads do not contend on one
+//! connection's state (HAProxy's threads keep their own server connections
+//! too). With `nbthread N` a busy server so gets up to N connections.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -36,6 +43,8 @@ pub struct H2Conn {
     send: h2::client::SendRequest<Bytes>,
     inflight: AtomicUsize,
     closed: Arc<AtomicBool>,
+    /// The worker that opened it ([`worker_key`]), whose runtime drives its I/O.
+    owner: usize,
 }
 
 impl H2Conn {
@@ -78,7 +87,8 @@ pub struct H2Pool {
     /// `h2-keepalive`: PINGs on idle connections detect dead servers.
     keepalive: Option<crate::config::H2Keepalive>,
     conns: Mutex<Vec<Arc<H2Conn>>>,
-    connecting: Mutex<Option<Shared<BoxFuture<'static, ConnectResult>>>>,
+    /// Per worker, the connect attempt its callers share.
+    connecting: Mutex<Vec<(usize, Shared<BoxFuture<'static, ConnectResult>>)>>,
     opened: AtomicU64,
 }
 
@@ -89,7 +99,7 @@ impl H2Pool {
             tls,
             keepalive: None,
             conns: Mutex::new(Vec::new()),
-            connecting: Mutex::new(None),
+            connecting: Mutex::new(Vec::new()),
             opened: AtomicU64::new(0),
         }
     }
@@ -141,37 +151,43 @@ impl H2Pool {
 
     /// Whether an open connection is in the pool (the next call will most
     /// likely not have to connect).
+    /// Whether this thread has an open connection to the server.
     pub fn is_connected(&self) -> bool {
-        lock(&self.conns).iter().any(|c| !c.is_closed())
+        let me = worker_key();
+        lock(&self.conns)
+            .iter()
+            .any(|c| c.owner == me && !c.is_closed())
     }
 
     fn try_acquire(&self) -> Option<StreamLease> {
+        let me = worker_key();
         let mut conns = lock(&self.conns);
         conns.retain(|c| !c.is_closed());
-        conns.iter().find_map(take_slot)
+        conns.iter().filter(|c| c.owner == me).find_map(take_slot)
     }
 
     fn connect_shared(
         &self,
         timeout: Option<Duration>,
     ) -> Shared<BoxFuture<'static, ConnectResult>> {
-        let mut slot = lock(&self.connecting);
-        if let Some(f) = slot.as_ref() {
-            if f.peek().is_none() {
-                return f.clone();
-            }
+        let me = worker_key();
+        let mut attempts = lock(&self.connecting);
+        // Finished attempts (of any thread) are done with.
+        attempts.retain(|(_, f)| f.peek().is_none());
+        if let Some((_, f)) = attempts.iter().find(|(t, _)| *t == me) {
+            return f.clone();
         }
         let addr = self.addr;
         let tls = self.tls.clone();
         let keepalive = self.keepalive;
         let fut = async move {
-            connect(addr, tls, keepalive, timeout)
+            connect(addr, tls, keepalive, timeout, me)
                 .await
                 .map_err(Arc::new)
         }
         .boxed()
         .shared();
-        *slot = Some(fut.clone());
+        attempts.push((me, fut.clone()));
         fut
     }
 
@@ -203,6 +219,31 @@ fn take_slot(conn: &Arc<H2Conn>) -> Option<StreamLease> {
             Err(now) => cur = now,
         }
     }
+}
+
+/// Which worker a call runs on, as a small number. Each thread running a
+/// current-thread runtime (weir's `nbthread` workers) gets its own, given
+/// at its first call; the threads of a multi-thread runtime all share 0,
+/// since their tasks move from thread to thread (so there the pools behave
+/// as one).
+pub(crate) fn worker_key() -> usize {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    static NEXT: AtomicUsize = AtomicUsize::new(1);
+    thread_local!(static KEY: Cell<usize> = const { Cell::new(usize::MAX) });
+    KEY.with(|key| {
+        if key.get() != usize::MAX {
+            return key.get();
+        }
+        let Ok(rt) = Handle::try_current() else {
+            return 0;
+        };
+        let k = match rt.runtime_flavor() {
+            RuntimeFlavor::CurrentThread => NEXT.fetch_add(1, Ordering::Relaxed),
+            _ => 0,
+        };
+        key.set(k);
+        k
+    })
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -252,6 +293,7 @@ async fn connect(
     tls: Option<Arc<UpstreamTls>>,
     keepalive: Option<crate::config::H2Keepalive>,
     timeout: Option<Duration>,
+    owner: usize,
 ) -> Result<Arc<H2Conn>, ProxyError> {
     let attempt = async {
         let tcp = TcpStream::connect(addr).await.map_err(|e| {
@@ -262,8 +304,11 @@ async fn connect(
         })?;
         let _ = tcp.set_nodelay(true);
         match tls {
-            Some(t) => h2_handshake(t.handshake(tcp, addr, b"h2").await?, addr, keepalive).await,
-            None => h2_handshake(tcp, addr, keepalive).await,
+            Some(t) => {
+                let io = t.handshake(tcp, addr, b"h2").await?;
+                h2_handshake(io, addr, keepalive, owner).await
+            }
+            None => h2_handshake(tcp, addr, keepalive, owner).await,
         }
     };
     match timeout {
@@ -308,6 +353,7 @@ async fn h2_handshake<T>(
     io: T,
     addr: SocketAddr,
     keepalive: Option<crate::config::H2Keepalive>,
+    owner: usize,
 ) -> Result<Arc<H2Conn>, ProxyError>
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -369,6 +415,7 @@ where
             send,
             inflight: AtomicUsize::new(0),
             closed,
+            owner,
         }))
     }
 }

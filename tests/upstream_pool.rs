@@ -1,0 +1,97 @@
+//! Upstream HTTP/2 connections belong to the worker thread that opened
+//! them: each thread multiplexes its calls on its own connections (their
+//! I/O runs on its own runtime), as HAProxy's threads do.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::echo_servers;
+use weir::backend::pool::H2Pool;
+
+/// A worker: one OS thread with its own current-thread runtime, as
+/// `nbthread` starts them.
+fn on_worker<T: Send + 'static>(
+    f: impl FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = T>>> + Send + 'static,
+) -> T {
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(f())
+    })
+    .join()
+    .expect("worker thread")
+}
+
+#[test]
+fn each_thread_multiplexes_on_the_connections_it_opened() {
+    // The backend runs on threads of its own.
+    let backend_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let servers = backend_rt.block_on(echo_servers(1));
+    let pool = Arc::new(H2Pool::new(servers[0].addr, None));
+    let timeout = Some(Duration::from_secs(5));
+
+    // Thread A: two calls in flight share one connection.
+    let p = pool.clone();
+    let (a_before, a_after, opened) = on_worker(move || {
+        Box::pin(async move {
+            let before = p.is_connected();
+            let l1 = p.acquire(timeout).await.expect("first slot");
+            let l2 = p.acquire(timeout).await.expect("second slot");
+            let after = p.is_connected();
+            let opened = p.connections_opened();
+            drop((l1, l2));
+            (before, after, opened)
+        })
+    });
+    assert!(!a_before);
+    assert!(a_after);
+    assert_eq!(opened, 1, "thread A's two calls share its connection");
+
+    // Thread B: A's connection has room, but B opens its own (and sees
+    // none of its own before).
+    let p = pool.clone();
+    let (b_before, b_after, opened) = on_worker(move || {
+        Box::pin(async move {
+            let before = p.is_connected();
+            let lease = p.acquire(timeout).await.expect("slot");
+            let again = p.acquire(timeout).await.expect("slot");
+            let after = p.is_connected();
+            let opened = p.connections_opened();
+            drop((lease, again));
+            (before, after, opened)
+        })
+    });
+    assert!(!b_before, "thread A's connection is not thread B's");
+    assert!(b_after);
+    assert_eq!(opened, 2, "one connection per thread, not one per call");
+    drop(servers);
+}
+
+/// On a multi-thread runtime a call's task moves between threads, so its
+/// threads share the pool's connections (tonic/tokio embedders, tests).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multi_thread_runtime_shares_one_connection() {
+    let servers = echo_servers(1).await;
+    let pool = Arc::new(H2Pool::new(servers[0].addr, None));
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let p = pool.clone();
+        tasks.push(tokio::spawn(async move {
+            let lease = p.acquire(Some(Duration::from_secs(5))).await.expect("slot");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            drop(lease);
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+    assert_eq!(pool.connections_opened(), 1);
+}
