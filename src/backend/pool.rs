@@ -149,9 +149,8 @@ impl H2Pool {
         ))
     }
 
-    /// Whether an open connection is in the pool (the next call will most
-    /// likely not have to connect).
-    /// Whether this thread has an open connection to the server.
+    /// Whether this worker has an open connection in the pool (its next
+    /// call will most likely not have to connect).
     pub fn is_connected(&self) -> bool {
         let me = worker_key();
         lock(&self.conns)
@@ -172,7 +171,7 @@ impl H2Pool {
     ) -> Shared<BoxFuture<'static, ConnectResult>> {
         let me = worker_key();
         let mut attempts = lock(&self.connecting);
-        // Finished attempts (of any thread) are done with.
+        // Finished attempts (of any worker) are done with.
         attempts.retain(|(_, f)| f.peek().is_none());
         if let Some((_, f)) = attempts.iter().find(|(t, _)| *t == me) {
             return f.clone();
