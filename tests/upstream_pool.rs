@@ -10,17 +10,27 @@ use std::time::Duration;
 use common::echo_servers;
 use weir::backend::pool::H2Pool;
 
-/// A worker: one OS thread with its own current-thread runtime, as
-/// `nbthread` starts them.
-fn on_worker<T: Send + 'static>(
-    f: impl FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = T>>> + Send + 'static,
-) -> T {
+/// On a fresh worker (one OS thread with its own current-thread runtime,
+/// as `nbthread` starts them), two calls in flight on `pool`: whether the
+/// worker had a connection of its own before and after, and how many
+/// connections the pool has opened by then.
+fn two_calls_on_a_new_worker(pool: &Arc<H2Pool>) -> (bool, bool, u64) {
+    let p = pool.clone();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("runtime");
-        rt.block_on(f())
+        rt.block_on(async move {
+            let timeout = Some(Duration::from_secs(5));
+            let before = p.is_connected();
+            let l1 = p.acquire(timeout).await.expect("first slot");
+            let l2 = p.acquire(timeout).await.expect("second slot");
+            let after = p.is_connected();
+            let opened = p.connections_opened();
+            drop((l1, l2));
+            (before, after, opened)
+        })
     })
     .join()
     .expect("worker thread")
@@ -36,39 +46,16 @@ fn each_thread_multiplexes_on_the_connections_it_opened() {
         .expect("runtime");
     let servers = backend_rt.block_on(echo_servers(1));
     let pool = Arc::new(H2Pool::new(servers[0].addr, None));
-    let timeout = Some(Duration::from_secs(5));
 
     // Thread A: two calls in flight share one connection.
-    let p = pool.clone();
-    let (a_before, a_after, opened) = on_worker(move || {
-        Box::pin(async move {
-            let before = p.is_connected();
-            let l1 = p.acquire(timeout).await.expect("first slot");
-            let l2 = p.acquire(timeout).await.expect("second slot");
-            let after = p.is_connected();
-            let opened = p.connections_opened();
-            drop((l1, l2));
-            (before, after, opened)
-        })
-    });
+    let (a_before, a_after, opened) = two_calls_on_a_new_worker(&pool);
     assert!(!a_before);
     assert!(a_after);
     assert_eq!(opened, 1, "thread A's two calls share its connection");
 
     // Thread B: A's connection has room, but B opens its own (and sees
     // none of its own before).
-    let p = pool.clone();
-    let (b_before, b_after, opened) = on_worker(move || {
-        Box::pin(async move {
-            let before = p.is_connected();
-            let lease = p.acquire(timeout).await.expect("slot");
-            let again = p.acquire(timeout).await.expect("slot");
-            let after = p.is_connected();
-            let opened = p.connections_opened();
-            drop((lease, again));
-            (before, after, opened)
-        })
-    });
+    let (b_before, b_after, opened) = two_calls_on_a_new_worker(&pool);
     assert!(!b_before, "thread A's connection is not thread B's");
     assert!(b_after);
     assert_eq!(opened, 2, "one connection per thread, not one per call");

@@ -63,7 +63,7 @@ impl H1Pool {
             let me = worker_key();
             let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
             idle.retain(|s| s.is_ready());
-            // The newest of this thread's own, else the newest of any.
+            // The newest of this worker's own, else the newest of any.
             let pick = idle
                 .iter()
                 .rposition(|s| s.owner == me)
