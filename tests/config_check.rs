@@ -250,6 +250,32 @@ backend be
     assert_eq!((run.code, run.stderr.as_str()), (Some(1), expected));
 }
 
+/// The binary's allocator options: freed pages go back to the kernel after
+/// 0.1 s, not jemalloc's 10 s (what keeps fast streams' peak RSS down,
+/// docs/benchmarks.md), and an operator's `_RJEM_MALLOC_CONF` still
+/// overrides it. jemalloc's `stats_print` lists the options at exit.
+#[cfg(all(feature = "jemalloc", not(feature = "mimalloc")))]
+#[test]
+fn jemalloc_returns_freed_pages_within_100ms_unless_overridden() {
+    let run = run_check_with_env(MUST_PASS, &[("_RJEM_MALLOC_CONF", "stats_print:true")]);
+    assert_eq!(run.code, Some(0));
+    assert!(
+        run.stderr.contains("opt.dirty_decay_ms: 100 "),
+        "compiled-in option missing: {}",
+        run.stderr
+    );
+    let run = run_check_with_env(
+        MUST_PASS,
+        &[("_RJEM_MALLOC_CONF", "stats_print:true,dirty_decay_ms:5000")],
+    );
+    assert_eq!(run.code, Some(0));
+    assert!(
+        run.stderr.contains("opt.dirty_decay_ms: 5000 "),
+        "environment did not override: {}",
+        run.stderr
+    );
+}
+
 #[test]
 fn binary_survives_binary_junk() {
     let junk: String = (0u8..=255).map(char::from).cycle().take(5000).collect();

@@ -97,39 +97,3 @@ async fn one_gib_to_a_slow_reader_keeps_weir_under_64_mib() {
     eprintln!("weir peak RSS while streaming {r_count} MiB to a slow reader: {peak_kib} KiB");
     assert!(peak_kib < 64 * 1024, "peak RSS {peak_kib} KiB");
 }
-
-/// jemalloc's options as the weir binary runs with them: `weir -c` with
-/// `stats_print` asked for in `_RJEM_MALLOC_CONF` prints them at exit.
-#[cfg(all(feature = "jemalloc", not(feature = "mimalloc")))]
-fn jemalloc_options(env_conf: &str) -> String {
-    let mut file = tempfile::NamedTempFile::new().unwrap();
-    file.write_all(b"frontend fe\n    bind 127.0.0.1:0\n    default_backend be\nbackend be\n    server s1 127.0.0.1:1\n")
-        .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .arg("-c")
-        .arg("-f")
-        .arg(file.path())
-        .env("_RJEM_MALLOC_CONF", env_conf)
-        .output()
-        .expect("weir runs");
-    assert!(out.status.success(), "weir -c: {out:?}");
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Freed pages go back to the kernel after 0.1 s, not jemalloc's 10 s
-/// (what keeps fast streams' peak RSS down, docs/benchmarks.md), and an
-/// operator's `_RJEM_MALLOC_CONF` still overrides it.
-#[cfg(all(feature = "jemalloc", not(feature = "mimalloc")))]
-#[test]
-fn jemalloc_returns_freed_pages_within_100ms_unless_overridden() {
-    let stats = jemalloc_options("stats_print:true");
-    assert!(
-        stats.contains("opt.dirty_decay_ms: 100 "),
-        "compiled-in option missing: {stats}"
-    );
-    let stats = jemalloc_options("stats_print:true,dirty_decay_ms:5000");
-    assert!(
-        stats.contains("opt.dirty_decay_ms: 5000 "),
-        "environment did not override: {stats}"
-    );
-}
